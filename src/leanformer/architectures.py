@@ -1,0 +1,269 @@
+"""Where things live in each supported transformer family, as data.
+
+Every method and every loss finds embeddings, Q/K/V, attention output, FFN in/out and LayerNorms
+through these tables, keyed by `config.model_type`. Supporting a new family means adding one entry
+to `ARCHITECTURES`; nothing else changes. Paths are relative to `model.base_model` (the bare
+transformer under any task head); attention and FFN paths are relative to one layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+from torch import nn
+
+from .errors import UnsupportedModelError
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """One attention block of a layer. `module` holds the head count in `num_heads_attr`."""
+
+    module: str
+    query: str
+    key: str
+    value: str
+    output: str
+    num_heads_attr: str
+    cross: bool = False  # keys/values come from the encoder (decoder cross-attention)
+
+
+@dataclass(frozen=True)
+class FFNSpec:
+    input: str  # W1: hidden -> intermediate
+    output: str  # W2: intermediate -> hidden
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """A stack of identical layers: the encoder, or the decoder of an encoder-decoder."""
+
+    name: str
+    layers: str  # the nn.ModuleList
+    attentions: tuple[AttentionSpec, ...]
+    ffn: FFNSpec
+    layer_norms: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ArchitectureSpec:
+    model_type: str
+    word_embeddings: str  # the token table (shared by encoder and decoder in Marian/BART)
+    embedding_modules: tuple[str, ...]  # every module that holds embedding parameters
+    embeddings_output: str | None  # module whose output is "the embedding-layer output", if one exists
+    stacks: tuple[StackSpec, ...]
+    # config attribute names, so code can read sizes without knowing the family
+    hidden_size: str
+    num_heads: str
+    intermediate_size: str
+    num_layers: str
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return len(self.stacks) > 1
+
+
+_BERT_LAYER = dict(
+    attentions=(
+        AttentionSpec(
+            module="attention.self",
+            query="attention.self.query",
+            key="attention.self.key",
+            value="attention.self.value",
+            output="attention.output.dense",
+            num_heads_attr="num_attention_heads",
+        ),
+    ),
+    ffn=FFNSpec(input="intermediate.dense", output="output.dense"),
+    layer_norms=("attention.output.LayerNorm", "output.LayerNorm"),
+)
+_BERT_CONFIG = dict(
+    hidden_size="hidden_size",
+    num_heads="num_attention_heads",
+    intermediate_size="intermediate_size",
+    num_layers="num_hidden_layers",
+)
+
+
+def _bert_like(model_type: str) -> ArchitectureSpec:
+    return ArchitectureSpec(
+        model_type=model_type,
+        word_embeddings="embeddings.word_embeddings",
+        embedding_modules=("embeddings",),
+        embeddings_output="embeddings",
+        stacks=(StackSpec(name="encoder", layers="encoder.layer", **_BERT_LAYER),),
+        **_BERT_CONFIG,
+    )
+
+
+def _seq2seq(model_type: str) -> ArchitectureSpec:
+    def attention(name: str, cross: bool = False) -> AttentionSpec:
+        return AttentionSpec(
+            module=name,
+            query=f"{name}.q_proj",
+            key=f"{name}.k_proj",
+            value=f"{name}.v_proj",
+            output=f"{name}.out_proj",
+            num_heads_attr="num_heads",
+            cross=cross,
+        )
+
+    ffn = FFNSpec(input="fc1", output="fc2")
+    return ArchitectureSpec(
+        model_type=model_type,
+        word_embeddings="shared",
+        embedding_modules=(
+            "shared",
+            "encoder.embed_tokens",
+            "encoder.embed_positions",
+            "decoder.embed_tokens",
+            "decoder.embed_positions",
+            "encoder.layernorm_embedding",
+            "decoder.layernorm_embedding",
+        ),
+        # token and position embeddings are added inside the stack's forward: no single module to hook
+        embeddings_output=None,
+        stacks=(
+            StackSpec(
+                name="encoder",
+                layers="encoder.layers",
+                attentions=(attention("self_attn"),),
+                ffn=ffn,
+                layer_norms=("self_attn_layer_norm", "final_layer_norm"),
+            ),
+            StackSpec(
+                name="decoder",
+                layers="decoder.layers",
+                attentions=(attention("self_attn"), attention("encoder_attn", cross=True)),
+                ffn=ffn,
+                layer_norms=("self_attn_layer_norm", "encoder_attn_layer_norm", "final_layer_norm"),
+            ),
+        ),
+        hidden_size="d_model",
+        num_heads="encoder_attention_heads",
+        intermediate_size="encoder_ffn_dim",
+        num_layers="encoder_layers",
+    )
+
+
+ARCHITECTURES: dict[str, ArchitectureSpec] = {
+    "bert": _bert_like("bert"),
+    "roberta": _bert_like("roberta"),
+    "mpnet": ArchitectureSpec(
+        model_type="mpnet",
+        word_embeddings="embeddings.word_embeddings",
+        embedding_modules=("embeddings",),
+        embeddings_output="embeddings",
+        stacks=(
+            StackSpec(
+                name="encoder",
+                layers="encoder.layer",
+                attentions=(
+                    AttentionSpec(
+                        module="attention.attn",
+                        query="attention.attn.q",
+                        key="attention.attn.k",
+                        value="attention.attn.v",
+                        output="attention.attn.o",
+                        num_heads_attr="num_attention_heads",
+                    ),
+                ),
+                ffn=FFNSpec(input="intermediate.dense", output="output.dense"),
+                layer_norms=("attention.LayerNorm", "output.LayerNorm"),
+            ),
+        ),
+        **_BERT_CONFIG,
+    ),
+    "distilbert": ArchitectureSpec(
+        model_type="distilbert",
+        word_embeddings="embeddings.word_embeddings",
+        embedding_modules=("embeddings",),
+        embeddings_output="embeddings",
+        stacks=(
+            StackSpec(
+                name="encoder",
+                layers="transformer.layer",
+                attentions=(
+                    AttentionSpec(
+                        module="attention",
+                        query="attention.q_lin",
+                        key="attention.k_lin",
+                        value="attention.v_lin",
+                        output="attention.out_lin",
+                        num_heads_attr="n_heads",
+                    ),
+                ),
+                ffn=FFNSpec(input="ffn.lin1", output="ffn.lin2"),
+                layer_norms=("sa_layer_norm", "output_layer_norm"),
+            ),
+        ),
+        hidden_size="dim",
+        num_heads="n_heads",
+        intermediate_size="hidden_dim",
+        num_layers="n_layers",
+    ),
+    "marian": _seq2seq("marian"),
+    "bart": _seq2seq("bart"),
+}
+
+
+def get_architecture(model_or_config) -> ArchitectureSpec:
+    """The table entry for a model or config; a clear error names the supported families."""
+    config = getattr(model_or_config, "config", model_or_config)
+    model_type = getattr(config, "model_type", None)
+    if model_type not in ARCHITECTURES:
+        raise UnsupportedModelError(
+            f"model_type {model_type!r} is not supported; supported: {', '.join(sorted(ARCHITECTURES))}"
+        )
+    return ARCHITECTURES[model_type]
+
+
+def base_prefix(model: nn.Module) -> str:
+    """Name prefix of the bare transformer inside `model` ('' when `model` is the bare transformer)."""
+    base = getattr(model, "base_model", model)
+    if base is model:
+        return ""
+    for name, module in model.named_modules():
+        if module is base:
+            return name + "."
+    raise UnsupportedModelError(f"cannot locate the base model inside {type(model).__name__}")
+
+
+@dataclass(frozen=True)
+class LayerRef:
+    """One transformer layer: its stack, index, full module name and the module itself."""
+
+    stack: StackSpec
+    index: int
+    name: str
+    module: nn.Module
+
+
+def iter_layers(model: nn.Module) -> Iterator[LayerRef]:
+    spec = get_architecture(model)
+    prefix = base_prefix(model)
+    for stack in spec.stacks:
+        layers = model.get_submodule(prefix + stack.layers)
+        for i, layer in enumerate(layers):
+            yield LayerRef(stack, i, f"{prefix}{stack.layers}.{i}", layer)
+
+
+def linear_roles(model: nn.Module) -> dict[str, str]:
+    """Full module name -> role ('query', 'key', 'value', 'attention_output', 'ffn_in', 'ffn_out')."""
+    roles: dict[str, str] = {}
+    for layer in iter_layers(model):
+        for att in layer.stack.attentions:
+            for role, rel in (("query", att.query), ("key", att.key), ("value", att.value), ("attention_output", att.output)):
+                roles[f"{layer.name}.{rel}"] = role
+        roles[f"{layer.name}.{layer.stack.ffn.input}"] = "ffn_in"
+        roles[f"{layer.name}.{layer.stack.ffn.output}"] = "ffn_out"
+    return roles
+
+
+def embedding_module_names(model: nn.Module) -> list[str]:
+    """Full names of the embedding modules that exist in this model."""
+    spec = get_architecture(model)
+    prefix = base_prefix(model)
+    names = dict(model.named_modules())
+    return [prefix + rel for rel in spec.embedding_modules if prefix + rel in names]

@@ -1,0 +1,52 @@
+"""Tiny random models built from configs, one per supported family (no downloads)."""
+
+from __future__ import annotations
+
+import torch
+import transformers
+
+# hidden 32, 4 heads, FFN 64, 2 layers: big enough to have structure, small enough for milliseconds
+_COMMON = dict(vocab_size=100, max_position_embeddings=64)
+
+
+def tiny_config(model_type: str, num_labels: int = 2, dropout: float = 0.0):
+    if model_type in ("bert", "roberta", "mpnet"):
+        cls = {"bert": transformers.BertConfig, "roberta": transformers.RobertaConfig, "mpnet": transformers.MPNetConfig}[model_type]
+        return cls(
+            hidden_size=32, num_attention_heads=4, intermediate_size=64, num_hidden_layers=2,
+            hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, num_labels=num_labels,
+            pad_token_id=1 if model_type != "bert" else 0, **_COMMON,
+        )
+    if model_type == "distilbert":
+        return transformers.DistilBertConfig(
+            dim=32, n_heads=4, hidden_dim=64, n_layers=2, dropout=dropout, attention_dropout=dropout,
+            num_labels=num_labels, **_COMMON,
+        )
+    if model_type in ("marian", "bart"):
+        cls = {"marian": transformers.MarianConfig, "bart": transformers.BartConfig}[model_type]
+        return cls(
+            d_model=32, encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
+            decoder_ffn_dim=64, encoder_layers=2, decoder_layers=2, dropout=dropout, attention_dropout=dropout,
+            activation_dropout=dropout, pad_token_id=0, eos_token_id=2, decoder_start_token_id=0,
+            forced_eos_token_id=2, **_COMMON,
+        )
+    raise ValueError(model_type)
+
+
+def tiny_model(model_type: str = "bert", num_labels: int = 2, seed: int = 0, dropout: float = 0.0):
+    torch.manual_seed(seed)
+    config = tiny_config(model_type, num_labels, dropout)
+    if config.is_encoder_decoder:
+        return transformers.AutoModelForSeq2SeqLM.from_config(config).eval()
+    return transformers.AutoModelForSequenceClassification.from_config(config).eval()
+
+
+def tiny_inputs(model, batch: int = 3, seq: int = 10, seed: int = 1) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, model.config.vocab_size, (batch, seq), generator=g)
+    mask = torch.ones_like(ids)
+    mask[0, seq - 3:] = 0  # one padded row so masks matter
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    if model.config.is_encoder_decoder:
+        inputs["decoder_input_ids"] = torch.randint(3, model.config.vocab_size, (batch, seq - 2), generator=g)
+    return inputs
