@@ -1,0 +1,156 @@
+"""The public verbs: `compress` a model with a method config, `save` it, `load` anything leanformer saved."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import transformers
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
+from torch import nn
+
+from . import __version__
+from .config import ConfigBase
+from .errors import LeanformerError
+from .registry import method_by_name, method_for_config
+
+RECIPE_KEY = "leanformer"  # entry in config.json: {"version": ..., "recipe": [{"method": ..., "config": {...}}]}
+
+
+def recipe_of(model: nn.Module) -> list[dict]:
+    """The compression stages applied to `model` so far (empty for a plain transformers model)."""
+    entry = getattr(model.config, RECIPE_KEY, None) or {}
+    return list(entry.get("recipe", []))
+
+
+def compress(model: nn.Module, config: ConfigBase) -> nn.Module:
+    """Apply the method that `config` belongs to and record it in the model's recipe.
+
+    The result is the untrained student, initialised from `model`'s weights; distillation
+    (`leanformer.distill`) then trains it against the original.
+    """
+    method = method_for_config(config)
+    student = method.apply(model, config)
+    stages = recipe_of(model) + [{"method": method.name, "config": config.to_dict()}]
+    setattr(student.config, RECIPE_KEY, {"version": __version__, "recipe": stages})
+    return student
+
+
+def save(model: nn.Module, path: str | os.PathLike, tokenizer=None, *, overwrite: bool = True) -> Path:
+    """`save_pretrained` (safetensors + config.json with the recipe), written atomically.
+
+    The model is written to a temporary sibling directory and renamed into place, so an
+    interrupted save never leaves a half-written model where a good one was.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise LeanformerError(f"output directory {str(path)!r} exists: pass --overwrite or choose another path")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _model_class(config: transformers.PretrainedConfig):
+    names = config.architectures or []
+    for name in names:
+        cls = getattr(transformers, name, None)
+        if cls is not None:
+            return cls
+    raise LeanformerError(
+        f"config.json names no transformers model class leanformer can build (architectures={names}); "
+        "save the model with save_pretrained from a transformers *For* class"
+    )
+
+
+def load(path: str | os.PathLike, *, trust_remote_code: bool = False) -> nn.Module:
+    """Load a plain transformers model or a leanformer-compressed one, rebuilding its recipe exactly."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise LeanformerError(
+            f"{str(path)!r} is not a saved model: no config.json there (expected a directory written by "
+            "leanformer or save_pretrained)"
+        )
+    config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    cls = _model_class(config)
+    stages = (getattr(config, RECIPE_KEY, None) or {}).get("recipe", [])
+    if not stages:
+        _check_weights(path)
+        return cls.from_pretrained(path, trust_remote_code=trust_remote_code).eval()
+
+    model = cls(config)
+    for stage in stages:
+        method = method_by_name(stage["method"])
+        model = method.rebuild(model, method.config_class.from_dict(stage["config"]))
+    state = _read_weights(path)
+    result = model.load_state_dict(state, strict=False)
+    tied = _tied_parameter_names(model)
+    missing = [k for k in result.missing_keys if k not in tied]
+    if missing or result.unexpected_keys:
+        raise LeanformerError(
+            f"weights in {str(path)!r} do not match the recipe in its config.json "
+            f"(missing: {missing[:3]}, unexpected: {result.unexpected_keys[:3]}); was the file edited by hand?"
+        )
+    model.tie_weights()
+    setattr(model.config, RECIPE_KEY, getattr(config, RECIPE_KEY))
+    return model.eval()
+
+
+def _weight_files(path: Path) -> list[Path]:
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise LeanformerError(f"no .safetensors weights in {str(path)!r}; leanformer only loads safetensors")
+    return files
+
+
+def _corrupted(file: Path, err: Exception) -> LeanformerError:
+    return LeanformerError(f"weights file {str(file)!r} is truncated or corrupted ({err}); save the model again")
+
+
+def _check_weights(path: Path) -> None:
+    """Open every safetensors header (cheap): a truncated file fails here with a clear message."""
+    for file in _weight_files(path):
+        try:
+            with safe_open(file, framework="pt") as f:
+                f.keys()
+        except (SafetensorError, OSError) as err:
+            raise _corrupted(file, err) from None
+
+
+def _read_weights(path: Path) -> dict:
+    state = {}
+    for file in _weight_files(path):
+        try:
+            state.update(load_file(file))
+        except (SafetensorError, OSError, json.JSONDecodeError) as err:
+            raise _corrupted(file, err) from None
+    return state
+
+
+def _tied_parameter_names(model: nn.Module) -> set[str]:
+    """Names that share storage with another parameter (save_pretrained writes those once)."""
+    seen: dict[int, str] = {}
+    tied = set()
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in seen:
+            tied.update({name, seen[id(p)]})
+        seen[id(p)] = name
+    return tied

@@ -1,0 +1,116 @@
+"""Distillation losses, and the declaration of which student activation matches which teacher one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..architectures import base_prefix, get_architecture, iter_layers
+from ..errors import ConfigError
+from .capture import CaptureTarget
+from .config import DistillationConfig
+
+
+def logit_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """T²·KL(teacher ‖ student) over the last axis, averaged over rows (positions where `mask` is true).
+
+    A last axis of size 1 is a regression output: plain MSE then.
+    """
+    if student.shape[-1] == 1:
+        return F.mse_loss(student.float(), teacher.float())
+    s = student.reshape(-1, student.shape[-1]).float()
+    t = teacher.reshape(-1, teacher.shape[-1]).float()
+    if mask is not None:
+        keep = mask.reshape(-1).bool()
+        s, t = s[keep], t[keep]
+    kl = F.kl_div(F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1), log_target=True, reduction="batchmean")
+    return kl * temperature**2
+
+
+def masked_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean squared error over the entries whose positions are real tokens.
+
+    `mask` is (batch, positions) for hidden states (batch, positions, width), or a
+    (batch, query_len, key_len) pair mask for attention scores (batch, heads, query_len, key_len).
+    """
+    if student.shape != teacher.shape:
+        raise ConfigError(
+            f"student and teacher activations differ in shape {tuple(student.shape)} vs {tuple(teacher.shape)}: "
+            "intermediate losses need matching widths and head counts"
+        )
+    diff = (student.float() - teacher.float()) ** 2
+    if mask is None:
+        return diff.mean()
+    m = mask.to(diff.dtype)
+    m = m.unsqueeze(-1) if diff.dim() == 3 else m.unsqueeze(1)  # broadcast over width, or over heads
+    m = m.expand_as(diff)
+    return (diff * m).sum() / m.sum().clamp_min(1.0)
+
+
+Stream = Literal["encoder", "decoder"]
+
+
+@dataclass(frozen=True)
+class IntermediatePair:
+    """One intermediate loss: student activation vs teacher activation, a weight, and its masking."""
+
+    student: CaptureTarget
+    teacher: CaptureTarget
+    weight: float
+    group: str  # "embeddings" | "hidden" | "attention": the name it is logged under
+    query_stream: Stream = "encoder"  # which attention mask covers the positions
+    key_stream: Stream = "encoder"  # (attention scores only) which mask covers the keys
+
+
+def layer_pairs(n_student: int, n_teacher: int, layer_map: str) -> list[tuple[int, int]]:
+    if n_student == n_teacher:
+        return [(i, i) for i in range(n_student)]
+    if layer_map == "last":
+        return [(i, n_teacher - n_student + i) for i in range(n_student)]
+    return [(i, round((i + 1) * n_teacher / n_student) - 1) for i in range(n_student)]
+
+
+def default_intermediate_pairs(student: nn.Module, teacher: nn.Module, config: DistillationConfig) -> list[IntermediatePair]:
+    """The KroneckerBERT set: embedding output, every layer's output and attention scores."""
+    pairs: list[IntermediatePair] = []
+    if not config.uses_intermediate:
+        return pairs
+    spec_s, spec_t = get_architecture(student), get_architecture(teacher)
+    if config.embedding_weight:
+        if spec_s.embeddings_output is None or spec_t.embeddings_output is None:
+            raise ConfigError(f"{spec_s.model_type} has no single embedding module to distil: set embedding_weight 0")
+        pairs.append(
+            IntermediatePair(
+                CaptureTarget(base_prefix(student) + spec_s.embeddings_output),
+                CaptureTarget(base_prefix(teacher) + spec_t.embeddings_output),
+                config.embedding_weight,
+                "embeddings",
+            )
+        )
+    s_layers, t_layers = list(iter_layers(student)), list(iter_layers(teacher))
+    for stack_s, stack_t in zip(spec_s.stacks, spec_t.stacks):
+        ls = [layer for layer in s_layers if layer.stack is stack_s]
+        lt = [layer for layer in t_layers if layer.stack is stack_t]
+        stream = "decoder" if stack_s.name == "decoder" else "encoder"
+        for i, j in layer_pairs(len(ls), len(lt), config.layer_map):
+            if config.hidden_weight:
+                pairs.append(
+                    IntermediatePair(CaptureTarget(ls[i].name), CaptureTarget(lt[j].name), config.hidden_weight, "hidden", stream)
+                )
+            if config.attention_weight:
+                for att_s, att_t in zip(stack_s.attentions, stack_t.attentions):
+                    pairs.append(
+                        IntermediatePair(
+                            CaptureTarget(f"{ls[i].name}.{att_s.module}", "attention_scores"),
+                            CaptureTarget(f"{lt[j].name}.{att_t.module}", "attention_scores"),
+                            config.attention_weight,
+                            "attention",
+                            stream,
+                            "encoder" if att_s.cross else stream,
+                        )
+                    )
+    return pairs

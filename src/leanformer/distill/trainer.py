@@ -1,0 +1,140 @@
+"""`DistillationTrainer`: a `transformers.Trainer` whose `compute_loss` distils a frozen teacher.
+
+Only `compute_loss` and `log` are overridden; the training loop, checkpointing, accelerate /
+torchrun multi-process training and callbacks are the Trainer's own. Methods add their
+schedules as `TrainerCallback`s and their extra loss terms through `extra_losses`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Callable
+
+import torch
+from torch import nn
+from transformers import Trainer
+
+from ..errors import ConfigError
+from .capture import ActivationCapture
+from .config import DistillationConfig
+from .losses import IntermediatePair, default_intermediate_pairs, logit_loss, masked_mse
+
+# Task-head outputs whose logits are distilled (QA models have two).
+_LOGIT_FIELDS = ("logits", "start_logits", "end_logits")
+
+ExtraLoss = Callable[[nn.Module], torch.Tensor]
+
+
+def check_compatible(student: nn.Module, teacher: nn.Module) -> None:
+    """Teacher and student must read the same token ids and predict the same label set."""
+    vs, vt = student.config.vocab_size, teacher.config.vocab_size
+    if vs != vt:
+        raise ConfigError(
+            f"teacher and student vocabularies differ ({vt} vs {vs} tokens): distil with the teacher's tokenizer and vocabulary"
+        )
+    ns, nt = getattr(student.config, "num_labels", None), getattr(teacher.config, "num_labels", None)
+    if not student.config.is_encoder_decoder and ns != nt:
+        raise ConfigError(f"teacher predicts {nt} labels but the student {ns}: build the student from the fine-tuned teacher")
+
+
+class DistillationTrainer(Trainer):
+    def __init__(
+        self,
+        *args,
+        teacher: nn.Module,
+        distillation: DistillationConfig | None = None,
+        intermediate: list[IntermediatePair] | None = None,
+        extra_losses: dict[str, ExtraLoss] | None = None,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        check_compatible(self.model, teacher)
+        self.distillation = distillation or DistillationConfig()
+        self.teacher = teacher.to(self.args.device).eval().requires_grad_(False)
+        self.pairs = intermediate if intermediate is not None else default_intermediate_pairs(self.model, teacher, self.distillation)
+        # Hooks are registered once; they fire inside DDP/accelerate wrappers too (same module objects).
+        self._student_capture = ActivationCapture(self.model, [p.student for p in self.pairs])
+        self._teacher_capture = ActivationCapture(self.teacher, [p.teacher for p in self.pairs])
+        self.extra_losses: dict[str, ExtraLoss] = dict(extra_losses or {})
+        self._loss_sums: dict[str, float] = defaultdict(float)
+        self._loss_steps = 0
+
+    def distillation_losses(self, model: nn.Module, inputs: dict) -> tuple[dict[str, torch.Tensor], object]:
+        """Each loss component (unweighted) for one batch, and the student's outputs."""
+        cfg = self.distillation
+        self._student_capture.clear()
+        self._teacher_capture.clear()
+        with torch.no_grad():
+            teacher_out = self.teacher(**inputs)
+        student_out = model(**inputs)
+
+        losses: dict[str, torch.Tensor] = {}
+        if cfg.task_weight and getattr(student_out, "loss", None) is not None:
+            losses["task"] = student_out.loss
+        if cfg.logit_weight:
+            token_mask = _label_mask(inputs) if self.model.config.is_encoder_decoder else None
+            terms = [
+                logit_loss(getattr(student_out, f), getattr(teacher_out, f), cfg.temperature, token_mask)
+                for f in _LOGIT_FIELDS
+                if getattr(student_out, f, None) is not None
+            ]
+            if terms:
+                losses["logits"] = sum(terms) / len(terms)
+        groups: dict[str, list[torch.Tensor]] = defaultdict(list)
+        for pair in self.pairs:
+            s = self._student_capture.values[pair.student]
+            t = self._teacher_capture.values[pair.teacher]
+            groups[pair.group].append(pair.weight * masked_mse(s, t, _pair_mask(inputs, pair, s)))
+        for group, terms in groups.items():
+            losses[group] = sum(terms) / len(terms)
+        return losses, student_out
+
+    def _weights(self) -> dict[str, float]:
+        cfg = self.distillation
+        # intermediate groups are averaged with their per-pair weights already applied
+        return {"task": cfg.task_weight, "logits": cfg.logit_weight, "embeddings": 1.0, "hidden": 1.0, "attention": 1.0}
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        losses, outputs = self.distillation_losses(model, inputs)
+        unwrapped = self.accelerator.unwrap_model(model) if hasattr(self, "accelerator") else model
+        for name, fn in self.extra_losses.items():
+            losses[name] = fn(unwrapped)
+        weights = self._weights()
+        total = sum(weights.get(name, 1.0) * value for name, value in losses.items())
+        if model.training:
+            for name, value in losses.items():
+                self._loss_sums[name] += float(value.detach())
+            self._loss_steps += 1
+        return (total, outputs) if return_outputs else total
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        # Add the mean of each loss component since the last training log line.
+        if "loss" in logs and self._loss_steps:
+            for name, total in self._loss_sums.items():
+                logs[f"loss_{name}"] = round(total / self._loss_steps, 6)
+            self._loss_sums.clear()
+            self._loss_steps = 0
+        super().log(logs, *args, **kwargs)
+
+
+def _label_mask(inputs: dict) -> torch.Tensor | None:
+    labels = inputs.get("labels")
+    return None if labels is None else labels != -100
+
+
+def _pair_mask(inputs: dict, pair: IntermediatePair, activation: torch.Tensor) -> torch.Tensor | None:
+    def stream_mask(stream: str) -> torch.Tensor | None:
+        if stream == "decoder":
+            mask = inputs.get("decoder_attention_mask")
+            return mask if mask is not None else _label_mask(inputs)
+        return inputs.get("attention_mask")
+
+    q_mask = stream_mask(pair.query_stream)
+    if pair.student.kind == "output":
+        return q_mask if q_mask is not None and q_mask.shape == activation.shape[:2] else None
+    k_mask = stream_mask(pair.key_stream)
+    if q_mask is None or k_mask is None:
+        return None
+    if q_mask.shape[1] != activation.shape[2] or k_mask.shape[1] != activation.shape[3]:
+        return None
+    return q_mask[:, :, None].bool() & k_mask[:, None, :].bool()

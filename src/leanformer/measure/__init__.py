@@ -1,0 +1,57 @@
+"""Measuring models: parameters by kind, bytes on disk, analytic FLOPs, CPU latency, result tables.
+
+Each submodule's docstring states its counting rules:
+- `parameters`: `count_parameters`, `linear_parameters`, `total_parameters`, `bytes_on_disk`
+- `flops`: `flops_per_token`
+- `latency`: `measure_latency`, `compare_latency`, `latency_of_model`, `dummy_inputs`
+- `results`: `BenchmarkRow`, `write_results`, `read_results`, `markdown_table`, `render_benchmark`
+"""
+
+from .flops import attention_matmul_flops, flops_per_token
+from .latency import (
+    LatencyResult,
+    compare_latency,
+    dummy_inputs,
+    forward_callable,
+    latency_of_model,
+    measure_latency,
+)
+from .parameters import (
+    KINDS,
+    bytes_on_disk,
+    count_parameters,
+    linear_parameters,
+    total_parameters,
+    weight_files,
+)
+from .results import (
+    TEACHER_METHOD,
+    BenchmarkRow,
+    markdown_table,
+    read_results,
+    render_benchmark,
+    write_results,
+)
+
+__all__ = [
+    "KINDS",
+    "TEACHER_METHOD",
+    "BenchmarkRow",
+    "LatencyResult",
+    "attention_matmul_flops",
+    "bytes_on_disk",
+    "compare_latency",
+    "count_parameters",
+    "dummy_inputs",
+    "flops_per_token",
+    "forward_callable",
+    "latency_of_model",
+    "linear_parameters",
+    "markdown_table",
+    "measure_latency",
+    "read_results",
+    "render_benchmark",
+    "total_parameters",
+    "weight_files",
+    "write_results",
+]

@@ -1,0 +1,202 @@
+"""Benchmark results: one JSON file per benchmark, markdown tables generated from it.
+
+Rules:
+- A `BenchmarkRow` is one compressed model (or the teacher) on one task, with the teacher's
+  numbers alongside, so every ratio in a table comes from numbers measured in the same run.
+  Numbers not measured are None and show as "—".
+- `write_results` writes a JSON list of row objects atomically (temporary file in the same
+  directory, then `os.replace`), so an interrupted benchmark never leaves a half-written file.
+- Tables are generated from the JSON (`render_benchmark`), never edited by hand. A markdown file
+  begins with its title and the command that produced the numbers, in a code block.
+- Derived columns: Δ = metric − teacher metric; compression = teacher params / params; size ratio
+  = teacher bytes / bytes; speedup = teacher latency / latency (batch 1 and 32); FLOP reduction =
+  teacher FLOPs / FLOPs. Larger ratios are better. A row whose `method` is "teacher" fills any
+  missing teacher numbers from its own, so it shows 1.00×. Sizes are in MB (10^6 bytes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import DataError
+
+TEACHER_METHOD = "teacher"
+
+
+@dataclass
+class BenchmarkRow:
+    model: str
+    method: str
+    task: str
+    metric_name: str | None = None
+    metric: float | None = None
+    teacher_metric: float | None = None
+    params: int | None = None
+    teacher_params: int | None = None
+    bytes: int | None = None
+    teacher_bytes: int | None = None
+    latency_b1_ms: float | None = None
+    latency_b32_ms: float | None = None
+    teacher_latency_b1_ms: float | None = None
+    teacher_latency_b32_ms: float | None = None
+    flops_per_token: int | None = None
+    teacher_flops_per_token: int | None = None
+    command: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form, e.g. heads kept per layer
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # `extra` stays a nested dict
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "BenchmarkRow":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise DataError(f"unknown benchmark row fields {unknown}; known: {sorted(known)}")
+        missing = [name for name in ("model", "method", "task") if name not in data]
+        if missing:
+            raise DataError(f"benchmark row lacks required fields {missing}: {data}")
+        return cls(**data)
+
+
+def write_results(rows: Iterable[BenchmarkRow], path: str | Path) -> None:
+    """Write rows as a JSON list, atomically (temp file + os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_text_atomically(path, json.dumps([row.to_dict() for row in rows], indent=2) + "\n")
+
+
+def read_results(path: str | Path) -> list[BenchmarkRow]:
+    data = json.loads(Path(path).read_text())
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of benchmark rows, got {type(data).__name__}")
+    return [BenchmarkRow.from_dict(item) for item in data]
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    # same directory as the target: os.replace is atomic only within one file system
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---- markdown ----
+
+_MISSING = "—"
+
+
+def _ratio(teacher: float | None, value: float | None) -> str:
+    if teacher is None or value is None or value == 0:
+        return _MISSING
+    return f"{teacher / value:.2f}×"
+
+
+def _metric_decimals(value: float) -> int:
+    # fractions (accuracy 0.912) need more digits than percentages or BLEU (88.72, 26.4)
+    return 4 if abs(value) < 1 else 2
+
+
+def _fmt_metric(value: float | None) -> str:
+    return _MISSING if value is None else f"{value:.{_metric_decimals(value)}f}"
+
+
+def _fmt_delta(value: float | None, teacher: float | None) -> str:
+    if value is None or teacher is None:
+        return _MISSING
+    return f"{value - teacher:+.{_metric_decimals(teacher)}f}"
+
+
+def _fmt_count(value: float | None) -> str:
+    if value is None:
+        return _MISSING
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.1f}{suffix}"
+    return f"{value:g}"
+
+
+def _fmt_mb(value: int | None) -> str:
+    return _MISSING if value is None else f"{value / 1e6:.2f}"
+
+
+def _fmt_ms(value: float | None) -> str:
+    return _MISSING if value is None else f"{value:.1f}"
+
+
+def _with_own_teacher_numbers(row: BenchmarkRow) -> BenchmarkRow:
+    """The teacher row compares with itself: fill missing teacher_* numbers from its own."""
+    if row.method != TEACHER_METHOD:
+        return row
+    own = {
+        "teacher_metric": row.metric,
+        "teacher_params": row.params,
+        "teacher_bytes": row.bytes,
+        "teacher_latency_b1_ms": row.latency_b1_ms,
+        "teacher_latency_b32_ms": row.latency_b32_ms,
+        "teacher_flops_per_token": row.flops_per_token,
+    }
+    return dataclasses.replace(row, **{k: v for k, v in own.items() if getattr(row, k) is None})
+
+
+_HEADER = (
+    "Model", "Method", "Task", "Metric", "Δ vs teacher", "Params", "Compression", "Size MB", "Size ratio",
+    "b1 ms", "Speedup b1", "b32 ms", "Speedup b32", "FLOPs/token", "FLOP reduction",
+)
+
+
+def markdown_table(rows: Iterable[BenchmarkRow], *, title: str | None = None) -> str:
+    """A markdown table of rows with derived ratio columns (rules: module docstring)."""
+    lines = []
+    if title:
+        lines += [f"## {title}", ""]
+    lines += ["| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
+    for row in map(_with_own_teacher_numbers, rows):
+        metric = _fmt_metric(row.metric)
+        if row.metric_name and row.metric is not None:
+            metric = f"{row.metric_name} {metric}"
+        cells = (
+            row.model, row.method, row.task, metric, _fmt_delta(row.metric, row.teacher_metric),
+            _fmt_count(row.params), _ratio(row.teacher_params, row.params),
+            _fmt_mb(row.bytes), _ratio(row.teacher_bytes, row.bytes),
+            _fmt_ms(row.latency_b1_ms), _ratio(row.teacher_latency_b1_ms, row.latency_b1_ms),
+            _fmt_ms(row.latency_b32_ms), _ratio(row.teacher_latency_b32_ms, row.latency_b32_ms),
+            _fmt_count(row.flops_per_token), _ratio(row.teacher_flops_per_token, row.flops_per_token),
+        )
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_benchmark(results_json_path: str | Path, markdown_path: str | Path, *, title: str, command: str) -> None:
+    """Regenerate a benchmark's markdown file from its JSON results: title, command, table, legend."""
+    rows = read_results(results_json_path)
+    text = "\n".join(
+        [
+            f"# {title}",
+            "",
+            "```",
+            command,
+            "```",
+            "",
+            markdown_table(rows),
+            "Generated from `" + Path(results_json_path).name + "`; do not edit by hand. "
+            "Ratios are teacher ÷ model, measured in the same run (larger is better); "
+            "Δ is metric − teacher metric; MB = 10^6 bytes.",
+            "",
+        ]
+    )
+    path = Path(markdown_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_text_atomically(path, text)

@@ -1,0 +1,114 @@
+"""compress / save / load through the registry, with a test-only method (the real ones live in methods/)."""
+
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+from torch import nn
+
+import leanformer
+from leanformer.architectures import linear_roles
+from leanformer.config import ConfigBase
+from leanformer.errors import ConfigError, LeanformerError
+from leanformer.registry import _METHODS, method_by_name, register_method
+from tiny_models import tiny_inputs, tiny_model
+
+
+class ScaledLinear(nn.Module):
+    """A stand-in for a method layer: its own parameter names, so loading must rebuild it."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.weight_t = nn.Parameter(linear.weight.detach().T.clone())
+        self.bias = nn.Parameter(linear.bias.detach().clone())
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return self.scale * (x @ self.weight_t) + self.bias
+
+
+@dataclass
+class TransposeFFNConfig(ConfigBase):
+    roles: list[str] = field(default_factory=lambda: ["ffn_in"])
+
+
+def _swap(model, config):
+    for name, role in linear_roles(model).items():
+        if role in config.roles:
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, ScaledLinear(model.get_submodule(name)))
+    return model
+
+
+@pytest.fixture
+def test_method():
+    register_method("transpose_ffn", TransposeFFNConfig, apply=_swap)
+    yield
+    _METHODS.pop("transpose_ffn", None)
+
+
+def test_compress_dispatches_on_config_class_and_records_the_recipe(test_method):
+    model = tiny_model("bert")
+    inputs = tiny_inputs(model)
+    with torch.no_grad():
+        before = model(**inputs).logits
+    student = leanformer.compress(model, TransposeFFNConfig())
+    assert isinstance(student.bert.encoder.layer[0].intermediate.dense, ScaledLinear)
+    assert leanformer.recipe_of(student) == [{"method": "transpose_ffn", "config": {"roles": ["ffn_in"]}}]
+    with torch.no_grad():
+        torch.testing.assert_close(student(**inputs).logits, before)
+
+
+def test_save_then_load_rebuilds_the_structure_with_identical_outputs(test_method, tmp_path):
+    student = leanformer.compress(tiny_model("bert"), TransposeFFNConfig(roles=["ffn_in", "query"]))
+    with torch.no_grad():
+        student.bert.encoder.layer[0].attention.self.query.scale.fill_(1.5)
+    leanformer.save(student, tmp_path / "student")
+    loaded = leanformer.load(tmp_path / "student")
+    assert isinstance(loaded.bert.encoder.layer[1].attention.self.query, ScaledLinear)
+    assert loaded.bert.encoder.layer[0].attention.self.query.scale.item() == 1.5
+    inputs = tiny_inputs(student)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, student.eval()(**inputs).logits, rtol=0, atol=0)
+    assert leanformer.recipe_of(loaded) == leanformer.recipe_of(student)
+
+
+def test_plain_transformers_models_load_unchanged(tmp_path):
+    for model_type in ("bert", "marian"):
+        model = tiny_model(model_type)
+        leanformer.save(model, tmp_path / model_type)
+        loaded = leanformer.load(tmp_path / model_type)
+        inputs = tiny_inputs(model)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits, rtol=0, atol=0)
+
+
+def test_unknown_method_and_config_errors():
+    with pytest.raises(ConfigError, match="unknown compression method 'nope'"):
+        method_by_name("nope")
+
+    @dataclass
+    class NotAMethod(ConfigBase):
+        x: int = 1
+
+    with pytest.raises(ConfigError, match="NotAMethod is not a registered method config"):
+        leanformer.compress(tiny_model("bert"), NotAMethod())
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(LeanformerError, match="not a saved model: no config.json"):
+        leanformer.load(tmp_path)
+    model = tiny_model("bert")
+    leanformer.save(model, tmp_path / "m")
+    weights = tmp_path / "m" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(LeanformerError):
+        leanformer.load(tmp_path / "m")
+
+
+def test_save_refuses_to_overwrite_when_asked(tmp_path):
+    model = tiny_model("bert")
+    leanformer.save(model, tmp_path / "m")
+    with pytest.raises(LeanformerError, match="exists: pass --overwrite"):
+        leanformer.save(model, tmp_path / "m", overwrite=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary directories left behind
