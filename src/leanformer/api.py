@@ -40,7 +40,14 @@ def compress(model: nn.Module, config: ConfigBase) -> nn.Module:
     return student
 
 
-def save(model: nn.Module, path: str | os.PathLike, tokenizer=None, *, overwrite: bool = True) -> Path:
+def save(
+    model: nn.Module,
+    path: str | os.PathLike,
+    tokenizer=None,
+    *,
+    overwrite: bool = True,
+    extra_files: dict[str, str] | None = None,
+) -> Path:
     """`save_pretrained` (safetensors + config.json with the recipe), written atomically.
 
     The model is written to a temporary sibling directory and renamed into place, so an
@@ -55,6 +62,8 @@ def save(model: nn.Module, path: str | os.PathLike, tokenizer=None, *, overwrite
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
