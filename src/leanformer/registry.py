@@ -6,7 +6,7 @@ Adding a method is one folder under `methods/` plus one `register_method(...)` c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from torch import nn
@@ -24,6 +24,18 @@ class Method:
     # Build the same structure with uninitialised weights, so saved weights can be loaded into it.
     rebuild: Callable[[nn.Module, ConfigBase], nn.Module]
     description: str = ""
+    # What the method adds to distillation training: callbacks (schedules), extra loss terms.
+    training_extras: Callable[[nn.Module, ConfigBase], "TrainingExtras"] | None = None
+    # After training: e.g. bake masks and physically remove pruned heads. Returns the final model.
+    finalize: Callable[[nn.Module, ConfigBase], nn.Module] | None = None
+    # A short configuration for `leanformer demo` (minutes on 2 CPU cores), or None to skip.
+    demo_config: Callable[[], ConfigBase] | None = None
+
+
+@dataclass
+class TrainingExtras:
+    callbacks: list = field(default_factory=list)  # transformers.TrainerCallback instances
+    extra_losses: dict = field(default_factory=dict)  # name -> fn(model) -> scalar tensor
 
 
 _METHODS: dict[str, Method] = {}
@@ -36,8 +48,11 @@ def register_method(
     apply: Callable[[nn.Module, ConfigBase], nn.Module],
     rebuild: Callable[[nn.Module, ConfigBase], nn.Module] | None = None,
     description: str = "",
+    training_extras: Callable[[nn.Module, ConfigBase], TrainingExtras] | None = None,
+    finalize: Callable[[nn.Module, ConfigBase], nn.Module] | None = None,
+    demo_config: Callable[[], ConfigBase] | None = None,
 ) -> Method:
-    method = Method(name, config_class, apply, rebuild or apply, description)
+    method = Method(name, config_class, apply, rebuild or apply, description, training_extras, finalize, demo_config)
     _METHODS[name] = method
     return method
 
@@ -45,6 +60,11 @@ def register_method(
 def available_methods() -> list[str]:
     _import_builtin_methods()
     return sorted(_METHODS)
+
+
+def registered_methods() -> list[Method]:
+    _import_builtin_methods()
+    return [_METHODS[name] for name in sorted(_METHODS)]
 
 
 def method_by_name(name: str) -> Method:

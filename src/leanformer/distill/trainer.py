@@ -110,8 +110,12 @@ class DistillationTrainer(Trainer):
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         # Add the mean of each loss component since the last training log line.
         if "loss" in logs and self._loss_steps:
-            for name, total in self._loss_sums.items():
-                logs[f"loss_{name}"] = round(total / self._loss_steps, 6)
+            names = sorted(self._loss_sums)
+            means = torch.tensor([self._loss_sums[n] / self._loss_steps for n in names], device=self.args.device)
+            if self.args.world_size > 1:  # every process logs together, so this collective is safe
+                means = self.accelerator.reduce(means, reduction="mean")
+            for name, value in zip(names, means.tolist()):
+                logs[f"loss_{name}"] = round(value, 6)
             self._loss_sums.clear()
             self._loss_steps = 0
         super().log(logs, *args, **kwargs)

@@ -1,0 +1,116 @@
+"""Benchmark students against their teacher in one run: metric, size, FLOPs and CPU latency as ratios."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+from transformers import AutoTokenizer
+
+from .api import load, recipe_of
+from .data import TaskData
+from .evaluation import evaluate_model
+from .measure import (
+    TEACHER_METHOD,
+    BenchmarkRow,
+    bytes_on_disk,
+    compare_latency,
+    count_parameters,
+    flops_per_token,
+    forward_callable,
+)
+
+
+@dataclass
+class Candidate:
+    """A saved model to benchmark; `metric` skips evaluation when it is already known."""
+
+    label: str
+    path: Path
+    method: str | None = None
+    metric: float | None = None
+
+
+def _method_name(model: nn.Module) -> str:
+    stages = recipe_of(model)
+    return "+".join(stage["method"] for stage in stages) or "dense"
+
+
+def benchmark(
+    teacher: Candidate,
+    students: list[Candidate],
+    task: TaskData,
+    *,
+    split: str = "test",
+    seq_len: int = 128,
+    batch_sizes: tuple[int, int] = (1, 32),
+    threads: int = 2,
+    repeats: int = 10,
+    warmup: int = 3,
+    eval_batch_size: int = 64,
+    max_length: int = 128,
+    command: str = "",
+    progress: bool = True,
+) -> list[BenchmarkRow]:
+    """One row per model (teacher first). Latencies of all models are measured interleaved."""
+    candidates = [teacher, *students]
+    models = {c.label: load(c.path) for c in candidates}
+    metric_name = task.spec.primary_metric
+    metrics = {}
+    for c in candidates:
+        if c.metric is None:
+            tokenizer = AutoTokenizer.from_pretrained(c.path)
+            result = evaluate_model(models[c.label], tokenizer, task, split, batch_size=eval_batch_size, max_length=max_length, progress=progress)
+            metrics[c.label] = result[metric_name]
+        else:
+            metrics[c.label] = c.metric
+
+    latencies = {}
+    for batch_size in batch_sizes:
+        fns = {label: forward_callable(model, batch_size, seq_len) for label, model in models.items()}
+        latencies[batch_size] = compare_latency(fns, warmup=warmup, repeats=repeats, threads=threads, progress=progress)
+
+    def measured(label: str, path: Path) -> dict:
+        model = models[label]
+        return dict(
+            metric=metrics[label],
+            params=count_parameters(model)["total"],
+            bytes=bytes_on_disk(path),
+            latency_b1_ms=latencies[batch_sizes[0]][label].median_ms,
+            latency_b32_ms=latencies[batch_sizes[1]][label].median_ms,
+            flops_per_token=flops_per_token(model, seq_len),
+        )
+
+    t = measured(teacher.label, teacher.path)
+    rows = []
+    for c in candidates:
+        m = measured(c.label, c.path)
+        rows.append(
+            BenchmarkRow(
+                model=c.label,
+                method=TEACHER_METHOD if c is teacher else (c.method or _method_name(models[c.label])),
+                task=task.spec.name,
+                metric_name=metric_name,
+                metric=m["metric"],
+                teacher_metric=t["metric"],
+                params=m["params"],
+                teacher_params=t["params"],
+                bytes=m["bytes"],
+                teacher_bytes=t["bytes"],
+                latency_b1_ms=m["latency_b1_ms"],
+                latency_b32_ms=m["latency_b32_ms"],
+                teacher_latency_b1_ms=t["latency_b1_ms"],
+                teacher_latency_b32_ms=t["latency_b32_ms"],
+                flops_per_token=m["flops_per_token"],
+                teacher_flops_per_token=t["flops_per_token"],
+                command=command,
+                extra={"seq_len": seq_len, "threads": threads, "repeats": repeats, "batch_sizes": list(batch_sizes), "params_by_kind": count_parameters(models[c.label])},
+            )
+        )
+    return rows
+
+
+def rows_to_json(rows: list[BenchmarkRow]) -> str:
+    return json.dumps([r.to_dict() for r in rows], indent=2)

@@ -1,0 +1,227 @@
+"""`leanformer` command line: subcommands generated from the same dataclass configs as the Python API.
+
+Every flag and its help text come from a config field (`transformers.HfArgumentParser`), so the
+CLI, the Python API and recipe files never drift apart. Errors a user can fix print one line
+(`leanformer: error: ...`) and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import HfArgumentParser
+
+from .config import ConfigBase
+from .errors import ConfigError, LeanformerError
+
+
+@dataclass
+class FinetuneArgs(ConfigBase):
+    force: bool = field(default=False, metadata={"help": "Train again even when a cached teacher with these settings exists."})
+
+
+@dataclass
+class CompressArgs(ConfigBase):
+    teacher: str = field(default="", metadata={"help": "Directory of the fine-tuned teacher (from `leanformer finetune`)."})
+    output_dir: str = field(default="", metadata={"help": "Where the student is written."})
+    method: str | None = field(default=None, metadata={"help": "Compression method name (see `leanformer compress --list`)."})
+    recipe: str | None = field(default=None, metadata={"help": "YAML recipe: {method, config, distillation, train}; replaces --method."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing output directory."})
+
+    def validate(self) -> None:
+        if not self.teacher:
+            raise ConfigError("--teacher is required: the directory of a fine-tuned teacher (leanformer finetune prints it)")
+        if not self.output_dir:
+            raise ConfigError("--output_dir is required: where to write the student")
+
+
+@dataclass
+class EvaluateArgs(ConfigBase):
+    model: str = field(default="", metadata={"help": "Directory of a saved model (teacher or student)."})
+    split: str = field(default="test", metadata={"help": "Split to evaluate: train, validation or test."})
+    batch_size: int = field(default=64, metadata={"help": "Evaluation batch size."})
+    max_length: int = field(default=128, metadata={"help": "Maximum tokens per example."})
+    max_examples: int | None = field(default=None, metadata={"help": "Evaluate on the first N examples only."})
+    num_beams: int = field(default=1, metadata={"help": "Beam size for translation (1 = greedy)."})
+
+    def validate(self) -> None:
+        if not self.model:
+            raise ConfigError("--model is required: the directory of a saved model")
+
+
+@dataclass
+class BenchmarkArgs(ConfigBase):
+    teacher: str = field(default="", metadata={"help": "Directory of the dense teacher: every ratio is against it, measured in the same run."})
+    students: list[str] | None = field(default=None, metadata={"help": "Directories of the students to compare."})
+    seq_len: int = field(default=128, metadata={"help": "Sequence length of the latency inputs."})
+    threads: int = field(default=2, metadata={"help": "torch threads while timing."})
+    repeats: int = field(default=10, metadata={"help": "Timed repeats per model and batch size (median reported)."})
+    output_json: str | None = field(default=None, metadata={"help": "Write the rows here (JSON list)."})
+    output_md: str | None = field(default=None, metadata={"help": "Write the markdown table here."})
+
+    def validate(self) -> None:
+        if not self.teacher:
+            raise ConfigError("--teacher is required: the dense model the students are compared with")
+
+
+def _parse(dataclasses: tuple, argv: list[str], prog: str, description: str):
+    parser = HfArgumentParser(dataclasses, prog=prog, description=description)
+    try:
+        return parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    except ConfigError:
+        raise
+    except ValueError as err:  # HfArgumentParser reports unknown flags this way
+        raise ConfigError(str(err)) from None
+
+
+def cmd_finetune(argv: list[str]) -> int:
+    from .teacher import FinetuneConfig, TaskConfig, finetune, teacher_metrics
+    from .training import TrainConfig
+
+    model_cfg, task_cfg, train_cfg, args = _parse(
+        (FinetuneConfig, TaskConfig, TrainConfig, FinetuneArgs), argv, "leanformer finetune", "Fine-tune a packaged encoder into a task teacher (cached)."
+    )
+    path = finetune(model_cfg, task_cfg, train_cfg, force=args.force)
+    record = teacher_metrics(path)
+    print(json.dumps({"teacher": str(path), "metrics": record["metrics"]}, indent=2))
+    return 0
+
+
+def _load_recipe(path: str) -> dict:
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"recipe file {path!r} does not exist") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"recipe file {path!r} is not valid YAML: {err}") from None
+    allowed = ("method", "config", "distillation", "train")
+    if not isinstance(data, dict) or "method" not in data:
+        raise ConfigError(f"recipe file {path!r} must be a mapping with a 'method' key (keys: {', '.join(allowed)})")
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ConfigError(f"recipe file {path!r}: unknown key {unknown[0]!r}; allowed keys: {', '.join(allowed)}")
+    return data
+
+
+def cmd_compress(argv: list[str]) -> int:
+    from .distill import DistillationConfig
+    from .registry import available_methods, method_by_name
+    from .student import distil_student
+    from .teacher import TaskConfig
+    from .training import TrainConfig
+
+    if "--list" in argv:
+        print("\n".join(available_methods()) or "no compression method is available in this version yet")
+        return 0
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--method")
+    pre.add_argument("--recipe")
+    known, _ = pre.parse_known_args(argv)
+    recipe = _load_recipe(known.recipe) if known.recipe else None
+    method_name = recipe["method"] if recipe else known.method
+    if method_name is None and not ({"-h", "--help"} & set(argv)):
+        raise ConfigError(f"choose a method with --method NAME or --recipe FILE; available: {', '.join(available_methods()) or 'none yet'}")
+    method = method_by_name(method_name) if method_name else None
+    classes = (CompressArgs, TaskConfig, TrainConfig, DistillationConfig) + ((method.config_class,) if method and not recipe else ())
+    parsed = _parse(classes, argv, "leanformer compress", "Compress a fine-tuned teacher into a student by distillation.")
+    args, task_cfg, train_cfg, distill_cfg = parsed[:4]
+    if recipe:
+        method_cfg = method.config_class.from_dict(recipe.get("config") or {}, where=f"{known.recipe}: config")
+        distill_cfg = DistillationConfig.from_dict(recipe.get("distillation") or {}, where=f"{known.recipe}: distillation")
+        train_cfg = TrainConfig.from_dict(recipe.get("train") or {}, where=f"{known.recipe}: train")
+    else:
+        method_cfg = parsed[4]
+    task = task_cfg.load(seed=train_cfg.seed)
+    path = distil_student(args.teacher, method_cfg, task, train_cfg, distill_cfg, args.output_dir, overwrite=args.overwrite)
+    print(json.dumps({"student": str(path)}, indent=2))
+    return 0
+
+
+def cmd_evaluate(argv: list[str]) -> int:
+    from transformers import AutoTokenizer
+
+    from .api import load
+    from .evaluation import evaluate_model
+    from .teacher import TaskConfig
+
+    args, task_cfg = _parse((EvaluateArgs, TaskConfig), argv, "leanformer evaluate", "Evaluate a saved model on a task split.")
+    model = load(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    metrics = evaluate_model(
+        model, tokenizer, task_cfg.load(), args.split, batch_size=args.batch_size, max_length=args.max_length,
+        max_examples=args.max_examples, num_beams=args.num_beams,
+    )
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_benchmark(argv: list[str]) -> int:
+    from .benchmark import Candidate, benchmark
+    from .measure import markdown_table, write_results
+    from .teacher import TaskConfig
+
+    args, task_cfg = _parse((BenchmarkArgs, TaskConfig), argv, "leanformer benchmark", "Measure students against their teacher in one run.")
+    teacher = Candidate(Path(args.teacher).name, Path(args.teacher))
+    students = [Candidate(Path(s).name, Path(s)) for s in args.students or []]
+    command = "leanformer benchmark " + shlex.join(argv)
+    rows = benchmark(teacher, students, task_cfg.load(), seq_len=args.seq_len, threads=args.threads, repeats=args.repeats, command=command)
+    table = markdown_table(rows)
+    if args.output_json:
+        write_results(rows, args.output_json)
+    if args.output_md:
+        Path(args.output_md).write_text(table + "\n")
+    print(table)
+    return 0
+
+
+def cmd_demo(argv: list[str]) -> int:
+    from .demo import DemoConfig, run_demo
+
+    (cfg,) = _parse((DemoConfig,), argv, "leanformer demo", "Fine-tune MiniLM on SST-2, compress it with every method, print the table.")
+    run_demo(cfg)
+    return 0
+
+
+COMMANDS = {
+    "finetune": (cmd_finetune, "fine-tune a packaged encoder into a task teacher (cached)"),
+    "compress": (cmd_compress, "teacher + method config or YAML recipe -> student, by distillation"),
+    "evaluate": (cmd_evaluate, "evaluate a saved model on a task split"),
+    "benchmark": (cmd_benchmark, "metric, size, FLOPs and CPU latency of students vs their teacher"),
+    "demo": (cmd_demo, "the main job: MiniLM on SST-2, teacher and students, results table"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: leanformer COMMAND [flags]   (leanformer COMMAND --help for its flags)", "", "commands:"]
+    lines += [f"  {name:<10} {help}" for name, (_, help) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"leanformer: error: unknown command {name!r}\n{_usage()}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[name][0](rest)
+    except LeanformerError as err:
+        print(f"leanformer: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("leanformer: interrupted; checkpoints written so far are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

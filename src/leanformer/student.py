@@ -1,0 +1,79 @@
+"""Make a student: compress the fine-tuned teacher with a method, distil it, evaluate it, save it."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+
+from transformers import AutoTokenizer, DataCollatorForSeq2Seq, DataCollatorWithPadding
+from transformers.trainer_utils import get_last_checkpoint
+
+from .api import compress, load, save
+from .config import ConfigBase
+from .data import TaskData, tokenize_dataset
+from .distill import DistillationConfig, DistillationTrainer
+from .errors import LeanformerError
+from .evaluation import evaluate_model
+from .registry import method_for_config
+from .teacher import METRICS_FILE
+from .training import TrainConfig
+
+
+def distil_student(
+    teacher_path: str | Path,
+    method_config: ConfigBase,
+    task: TaskData,
+    train: TrainConfig,
+    distillation: DistillationConfig,
+    output_dir: str | Path,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Train a compressed copy of the teacher by distillation; write it (and its metrics) to `output_dir`."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not overwrite:
+        raise LeanformerError(f"output directory {str(output_dir)!r} exists: pass --overwrite or choose another path")
+    method = method_for_config(method_config)
+    teacher = load(teacher_path)
+    tokenizer = AutoTokenizer.from_pretrained(teacher_path)
+    student = compress(copy.deepcopy(teacher), method_config)
+    extras = method.training_extras(student, method_config) if method.training_extras else None
+
+    collator = (
+        DataCollatorForSeq2Seq(tokenizer, model=student) if task.spec.kind == "translation" else DataCollatorWithPadding(tokenizer)
+    )
+    features = tokenize_dataset(task.spec, task.splits["train"], tokenizer, train.max_length, for_training=True)
+    run_dir = output_dir.with_name(output_dir.name + ".checkpoints")
+    trainer = DistillationTrainer(
+        model=student,
+        args=train.training_arguments(str(run_dir)),
+        train_dataset=features,
+        data_collator=collator,
+        processing_class=tokenizer,
+        teacher=teacher,
+        distillation=distillation,
+        callbacks=extras.callbacks if extras else None,
+        extra_losses=extras.extra_losses if extras else None,
+    )
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=get_last_checkpoint(str(run_dir)) if run_dir.exists() else None)
+    seconds = time.perf_counter() - started
+    if method.finalize:
+        student = method.finalize(student, method_config)
+
+    metrics = {
+        split: evaluate_model(student, tokenizer, task, split, batch_size=train.eval_batch_size, max_length=train.max_length, progress=train.progress)
+        for split in ("validation", "test")
+    }
+    record = {
+        "teacher": str(teacher_path),
+        "task": task.spec.name,
+        "metric_name": task.spec.primary_metric,
+        "metrics": metrics,
+        "train_seconds": round(seconds, 1),
+        "settings": {"method": method.name, "config": method_config.to_dict(), "train": train.to_dict(), "distillation": distillation.to_dict()},
+    }
+    save(student, output_dir, tokenizer, extra_files={METRICS_FILE: json.dumps(record, indent=2)})
+    return output_dir

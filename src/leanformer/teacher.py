@@ -1,0 +1,131 @@
+"""Teachers: fine-tune a packaged encoder on a task once, cache it, reuse it for every student.
+
+The cache key hashes the base model, the task and data settings and the training settings, so a
+changed setting trains a new teacher and an unchanged one is loaded in seconds. Training writes
+resumable checkpoints; an interrupted run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import transformers
+from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer
+from transformers.trainer_utils import get_last_checkpoint
+
+from .api import save
+from .config import ConfigBase
+from .data import TaskData, load_task, tokenize_dataset
+from .errors import ConfigError
+from .evaluation import evaluate_model
+from .models import resolve_model
+from .paths import cache_dir
+from .training import TrainConfig
+
+METRICS_FILE = "leanformer_metrics.json"
+_TEACHER_FORMAT = 1  # bump when the teacher recipe changes in a way the key does not see
+
+
+@dataclass
+class TaskConfig(ConfigBase):
+    """Which data: a built-in task name or a local file, with its columns."""
+
+    task: str = field(default="glue/sst2", metadata={"help": "Built-in task (e.g. glue/sst2, rotten_tomatoes, squad_v1) or a local csv/tsv/json/jsonl/parquet file."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Subsample the train split to this many examples (seeded)."})
+    text_columns: list[str] | None = field(default=None, metadata={"help": "Local files: the text column(s), one or two."})
+    label_column: str | None = field(default=None, metadata={"help": "Local files: the label column."})
+    kind: str | None = field(default=None, metadata={"help": "Local files: classification, regression, qa or translation."})
+
+    def load(self, seed: int = 0) -> TaskData:
+        return load_task(
+            self.task,
+            max_train_samples=self.max_train_samples,
+            seed=seed,
+            text_columns=self.text_columns,
+            label_column=self.label_column,
+            kind=self.kind,
+        )
+
+
+@dataclass
+class FinetuneConfig(ConfigBase):
+    model: str = field(default="minilm", metadata={"help": "Packaged encoder ('minilm', 'mpnet') or a local model directory."})
+
+
+def model_class_for(kind: str):
+    if kind in ("classification", "regression"):
+        return transformers.AutoModelForSequenceClassification
+    if kind == "qa":
+        return transformers.AutoModelForQuestionAnswering
+    raise ConfigError(f"fine-tuning an encoder for {kind!r} tasks is not supported; translation teachers are trained from scratch")
+
+
+def teacher_key(finetune: FinetuneConfig, task: TaskConfig, train: TrainConfig) -> str:
+    training = {k: v for k, v in train.to_dict().items() if k not in ("progress", "report_to", "logging_steps", "save_steps", "eval_batch_size")}
+    blob = json.dumps({"format": _TEACHER_FORMAT, "model": finetune.model, "task": task.to_dict(), "train": training}, sort_keys=True)
+    name = f"{Path(finetune.model).name}-{task.task.replace('/', '_')}"
+    return f"{name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def finetune(
+    finetune_config: FinetuneConfig,
+    task_config: TaskConfig,
+    train_config: TrainConfig,
+    *,
+    force: bool = False,
+) -> Path:
+    """Path of the fine-tuned teacher (trained now, or found in the cache). Its metrics sit beside it."""
+    key = teacher_key(finetune_config, task_config, train_config)
+    target = cache_dir("teachers") / key
+    if (target / METRICS_FILE).is_file() and not force:
+        return target
+
+    transformers.set_seed(train_config.seed)
+    task = task_config.load(seed=train_config.seed)
+    base = resolve_model(finetune_config.model)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    spec = task.spec
+    kwargs = {}
+    if spec.kind == "classification":
+        kwargs = dict(num_labels=spec.num_labels, id2label=dict(enumerate(spec.label_names)), label2id={n: i for i, n in enumerate(spec.label_names)})
+    elif spec.kind == "regression":
+        kwargs = dict(num_labels=1, problem_type="regression")
+    model = model_class_for(spec.kind).from_pretrained(base, **kwargs)
+
+    train_features = tokenize_dataset(spec, task.splits["train"], tokenizer, train_config.max_length, for_training=True)
+    run_dir = cache_dir("runs", key)
+    trainer = Trainer(
+        model=model,
+        args=train_config.training_arguments(str(run_dir)),
+        train_dataset=train_features,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+    )
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=get_last_checkpoint(str(run_dir)))
+    train_seconds = time.perf_counter() - started
+
+    metrics = {
+        split: evaluate_model(model, tokenizer, task, split, batch_size=train_config.eval_batch_size, max_length=train_config.max_length, progress=train_config.progress)
+        for split in ("validation", "test")
+    }
+    record = {
+        "model": finetune_config.model,
+        "task": spec.name,
+        "metric_name": spec.primary_metric,
+        "metrics": metrics,
+        "train_examples": len(task.splits["train"]),
+        "train_seconds": round(train_seconds, 1),
+        "settings": {"finetune": finetune_config.to_dict(), "task": task_config.to_dict(), "train": train_config.to_dict()},
+    }
+    save(model, target, tokenizer, extra_files={METRICS_FILE: json.dumps(record, indent=2)})
+    return target
+
+
+def teacher_metrics(path: str | Path) -> dict:
+    """The metrics written next to a fine-tuned teacher."""
+    return json.loads((Path(path) / METRICS_FILE).read_text())

@@ -1,0 +1,61 @@
+"""Training settings shared by fine-tuning and distillation, mapped onto `transformers.TrainingArguments`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from .config import ConfigBase
+from .errors import ConfigError
+
+
+@dataclass
+class TrainConfig(ConfigBase):
+    """The few settings people change; everything else is the Trainer's default."""
+
+    epochs: float = field(default=3.0, metadata={"help": "Training epochs (ignored when max_steps > 0)."})
+    max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer steps (-1: use epochs)."})
+    batch_size: int = field(default=32, metadata={"help": "Training batch size per process."})
+    eval_batch_size: int = field(default=64, metadata={"help": "Batch size for evaluation."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate (AdamW, linear decay)."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    warmup_ratio: float = field(default=0.06, metadata={"help": "Fraction of steps spent warming the learning rate up."})
+    max_length: int = field(default=128, metadata={"help": "Maximum tokens per example (longer inputs are truncated)."})
+    seed: int = field(default=0, metadata={"help": "Random seed (data order, initialisation, dropout)."})
+    logging_steps: int = field(default=25, metadata={"help": "Log losses every N steps."})
+    save_steps: int = field(default=500, metadata={"help": "Write a resumable checkpoint every N steps."})
+    report_to: str = field(default="tensorboard", metadata={"help": "Where the Trainer logs: 'tensorboard' or 'none'."})
+    progress: bool = field(default=True, metadata={"help": "Show progress bars."})
+
+    def validate(self) -> None:
+        for name in ("batch_size", "eval_batch_size", "max_length", "logging_steps", "save_steps"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.max_steps <= 0 and self.epochs <= 0:
+            raise ConfigError("set epochs > 0 or max_steps > 0")
+
+    def training_arguments(self, output_dir: str, **overrides) -> TrainingArguments:
+        kwargs = dict(
+            output_dir=str(output_dir),
+            num_train_epochs=self.epochs,
+            max_steps=self.max_steps,
+            per_device_train_batch_size=self.batch_size,
+            per_device_eval_batch_size=self.eval_batch_size,
+            learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
+            warmup_steps=self.warmup_ratio,  # transformers 5 takes a float < 1 as a ratio here
+            seed=self.seed,
+            data_seed=self.seed,
+            logging_steps=self.logging_steps,
+            save_strategy="steps",
+            save_steps=self.save_steps,
+            save_total_limit=2,
+            report_to=[] if self.report_to == "none" else [self.report_to],
+            disable_tqdm=not self.progress,
+            dataloader_num_workers=0,
+        )
+        kwargs.update(overrides)
+        return TrainingArguments(**kwargs)
