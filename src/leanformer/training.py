@@ -56,6 +56,7 @@ class TrainConfig(ConfigBase):
             report_to=[] if self.report_to == "none" else [self.report_to],
             disable_tqdm=not self.progress,
             dataloader_num_workers=0,
+            dataloader_pin_memory=False,  # CPU first; pinning only helps with an accelerator
         )
         kwargs.update(overrides)
         return TrainingArguments(**kwargs)

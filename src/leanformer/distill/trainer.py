@@ -50,7 +50,8 @@ class DistillationTrainer(Trainer):
         super().__init__(*args, **kwargs)
         check_compatible(self.model, teacher)
         self.distillation = distillation or DistillationConfig()
-        self.teacher = teacher.to(self.args.device).eval().requires_grad_(False)
+        # no requires_grad_(False): the teacher runs under no_grad, and the caller's model stays as it was
+        self.teacher = teacher.to(self.args.device).eval()
         self.pairs = intermediate if intermediate is not None else default_intermediate_pairs(self.model, teacher, self.distillation)
         # Hooks are registered once; they fire inside DDP/accelerate wrappers too (same module objects).
         self._student_capture = ActivationCapture(self.model, [p.student for p in self.pairs])

@@ -1,0 +1,68 @@
+"""The CLI: generated help, one-line errors with exit status 2 and no traceback."""
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from leanformer.cli import main
+from leanformer.distill import DistillationConfig
+from leanformer.training import TrainConfig
+
+
+def test_top_level_help_lists_every_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("finetune", "compress", "evaluate", "benchmark", "demo"):
+        assert command in out
+
+
+@pytest.mark.parametrize("command,configs", [("finetune", [TrainConfig]), ("compress", [TrainConfig, DistillationConfig])])
+def test_help_documents_every_config_field(command, configs, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for config in configs:
+        for f in dataclasses.fields(config):
+            assert f"--{f.name}" in out, f.name
+            assert f.metadata["help"].split()[0] in out
+
+
+def test_compress_without_a_method_says_what_to_do(capsys):
+    assert main(["compress", "--teacher", "t", "--output_dir", "o"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("leanformer: error: choose a method with --method NAME or --recipe FILE")
+    assert "\n" not in err
+
+
+def test_unknown_method_and_bad_recipe(tmp_path, capsys):
+    assert main(["compress", "--teacher", "t", "--output_dir", "o", "--method", "nope"]) == 2
+    assert "unknown compression method 'nope'" in capsys.readouterr().err
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("method: x\nconfgi: {}\n")
+    assert main(["compress", "--teacher", "t", "--output_dir", "o", "--recipe", str(recipe)]) == 2
+    assert "unknown key 'confgi'; allowed keys: method, config, distillation, train" in capsys.readouterr().err
+
+
+def test_bad_flag_values_are_one_line_errors(capsys):
+    assert main(["finetune", "--batch_size", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "leanformer: error: batch_size must be > 0, got 0"
+
+
+def test_evaluate_a_directory_that_is_not_a_model(tmp_path, capsys):
+    assert main(["evaluate", "--model", str(tmp_path), "--task", "glue/wnli"]) == 2
+    assert "is not a saved model: no config.json" in capsys.readouterr().err
+
+
+def test_bad_data_file_from_the_command_line_prints_no_traceback(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "leanformer.cli", "finetune", "--task", str(empty), "--text_columns", "text", "--label_column", "label"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert str(empty) in result.stderr or "empty.csv" in result.stderr
