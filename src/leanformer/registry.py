@@ -30,6 +30,8 @@ class Method:
     finalize: Callable[[nn.Module, ConfigBase], nn.Module] | None = None
     # A short configuration for `leanformer demo` (minutes on 2 CPU cores), or None to skip.
     demo_config: Callable[[], ConfigBase] | None = None
+    # The distillation losses the method's paper trains with (used when the user gives none).
+    default_distillation: Callable[[], ConfigBase] | None = None
 
 
 @dataclass
@@ -51,8 +53,9 @@ def register_method(
     training_extras: Callable[[nn.Module, ConfigBase], TrainingExtras] | None = None,
     finalize: Callable[[nn.Module, ConfigBase], nn.Module] | None = None,
     demo_config: Callable[[], ConfigBase] | None = None,
+    default_distillation: Callable[[], ConfigBase] | None = None,
 ) -> Method:
-    method = Method(name, config_class, apply, rebuild or apply, description, training_extras, finalize, demo_config)
+    method = Method(name, config_class, apply, rebuild or apply, description, training_extras, finalize, demo_config, default_distillation)
     _METHODS[name] = method
     return method
 

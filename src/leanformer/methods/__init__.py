@@ -1,0 +1,3 @@
+"""Compression methods: each folder registers its config class with `leanformer.register_method`."""
+
+from . import kronecker  # noqa: F401

@@ -1,0 +1,95 @@
+"""Apply Kronecker factors to a model through the architecture tables, or rebuild them for loading."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ...architectures import base_prefix, get_architecture, iter_layers, linear_roles
+from ...errors import ConfigError
+from ...measure import count_parameters
+from .config import ATTENTION_ROLES, KroneckerConfig
+from .layers import KroneckerEmbedding, KroneckerLinear
+from .search import Dimensions, divisors, search_shapes
+
+
+def _dimensions(model: nn.Module) -> Dimensions:
+    spec = get_architecture(model)
+    config = model.config
+    kinds = count_parameters(model)
+    h, i = getattr(config, spec.hidden_size), getattr(config, spec.intermediate_size)
+    layers = sum(1 for _ in iter_layers(model))
+    word = model.get_submodule(base_prefix(model) + spec.word_embeddings)
+    v = word.num_embeddings
+    blocks = sum(len(layer.stack.attentions) for layer in iter_layers(model))
+    dense_linear = blocks * 4 * h * h + layers * 2 * i * h
+    other = kinds["embeddings"] + kinds["attention"] + kinds["ffn"] - dense_linear - v * h
+    return Dimensions(hidden=h, intermediate=i, vocab=v, layers=layers, attention_blocks=blocks, other_params=other)
+
+
+def resolved_shapes(model: nn.Module, config: KroneckerConfig) -> tuple[list | None, list | None, int]:
+    """The shapes `config` gives for this model (searched when `target_compression` is set)."""
+    if config.target_compression is None:
+        return config.attention_a, config.ffn_a, config.embedding_n
+    return search_shapes(_dimensions(model), config.target_compression, config.terms, tuple(config.roles))
+
+
+def _check_divides(name: str, shape: list[int], rows: int, cols: int, setting: str) -> None:
+    if rows % shape[0] or cols % shape[1]:
+        raise ConfigError(
+            f"{setting} {shape} does not divide the {rows} x {cols} weight of {name}: rows must divide {rows} "
+            f"({', '.join(map(str, divisors(rows)))}), cols must divide {cols} ({', '.join(map(str, divisors(cols)))})"
+        )
+
+
+def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def apply_kronecker(model: nn.Module, config: KroneckerConfig, *, initialise: bool = True) -> nn.Module:
+    """Replace the configured linears and word embeddings by Kronecker factors, in place.
+
+    `initialise=True` sets the factors by the nearest Kronecker product of the current weights;
+    `False` only builds the structure (for loading saved factors).
+    """
+    spec = get_architecture(model)
+    attention_a, ffn_a, embedding_n = resolved_shapes(model, config)
+    for name, role in linear_roles(model).items():
+        if role not in config.roles:
+            continue
+        if role in ATTENTION_ROLES:
+            shape, setting = attention_a, "attention_a"
+        else:
+            shape, setting = (ffn_a, "ffn_a") if role == "ffn_in" else (ffn_a[::-1] if ffn_a else None, "ffn_a (transposed for W2)")
+        if shape is None:
+            continue
+        linear = model.get_submodule(name)
+        if isinstance(linear, KroneckerLinear):
+            raise ConfigError(f"{name} is already Kronecker-factored: apply KroneckerConfig once")
+        _check_divides(name, shape, linear.out_features, linear.in_features, setting)
+        if initialise:
+            new = KroneckerLinear.from_linear(linear, tuple(shape), config.terms, config.forward_mode)
+        else:
+            new = KroneckerLinear(linear.in_features, linear.out_features, tuple(shape), config.terms, linear.bias is not None, config.forward_mode)
+            new = new.to(linear.weight.device, linear.weight.dtype)
+        _replace(model, name, new)
+
+    if embedding_n and "embeddings" in config.roles:
+        if model.config.is_encoder_decoder or getattr(model.config, "tie_word_embeddings", False) and model.get_output_embeddings() is not None:
+            raise ConfigError(f"{spec.model_type}: its word embeddings are tied to the output layer; set embedding_n 0")
+        name = base_prefix(model) + spec.word_embeddings
+        embedding = model.get_submodule(name)
+        d = embedding.embedding_dim
+        if d % embedding_n:
+            raise ConfigError(f"embedding_n {embedding_n} does not divide the embedding width {d}; choose one of {', '.join(map(str, divisors(d)))}")
+        if initialise:
+            new = KroneckerEmbedding.from_embedding(embedding, embedding_n, config.terms)
+        else:
+            new = KroneckerEmbedding(embedding.num_embeddings, d, embedding_n, config.terms, embedding.padding_idx)
+            new = new.to(embedding.weight.device, embedding.weight.dtype)
+        _replace(model, name, new)
+    return model
+
+
+def rebuild_kronecker(model: nn.Module, config: KroneckerConfig) -> nn.Module:
+    return apply_kronecker(model, config, initialise=False)

@@ -1,0 +1,135 @@
+"""KroneckerConfig applied to whole models: exactness, parameter counts, search, save/load, errors."""
+
+import pytest
+import torch
+import transformers
+
+import leanformer
+from leanformer.architectures import linear_roles
+from leanformer.errors import ConfigError
+from leanformer.measure import count_parameters, flops_per_token
+from leanformer.methods.kronecker import KroneckerConfig, KroneckerEmbedding, KroneckerLinear, rebuild_kronecker, resolved_shapes
+from tiny_models import tiny_inputs, tiny_model
+
+TINY = KroneckerConfig(attention_a=[4, 2], ffn_a=[8, 4], embedding_n=4)  # hidden 32, FFN 64
+
+
+def _make_weights_exact_kronecker(model, config):
+    """Overwrite every weight the config decomposes with an exact Kronecker product."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, role in linear_roles(model).items():
+            w = model.get_submodule(name).weight
+            a = config.attention_a if role in ("query", "key", "value", "attention_output") else (config.ffn_a if role == "ffn_in" else config.ffn_a[::-1])
+            b = (w.shape[0] // a[0], w.shape[1] // a[1])
+            w.copy_(torch.kron(torch.randn(*a, generator=g), torch.randn(*b, generator=g)) * 0.3)
+        emb = model.get_input_embeddings().weight
+        n = config.embedding_n
+        emb.copy_(torch.kron(torch.randn(emb.shape[0], emb.shape[1] // n, generator=g), torch.randn(1, n, generator=g)))
+
+
+@pytest.mark.parametrize("model_type", ["bert", "roberta", "mpnet", "distilbert"])
+def test_exact_kronecker_model_is_reproduced_logit_for_logit(model_type):
+    model = tiny_model(model_type).double()
+    _make_weights_exact_kronecker(model, TINY)
+    inputs = tiny_inputs(model)
+    with torch.no_grad():
+        before = model(**inputs).logits
+    student = leanformer.compress(model, TINY)
+    kron_layers = [m for m in student.modules() if isinstance(m, KroneckerLinear)]
+    assert len(kron_layers) == 2 * 6 and any(isinstance(m, KroneckerEmbedding) for m in student.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(student(**inputs).logits, before, rtol=1e-8, atol=1e-8)
+
+
+def test_marian_linears_are_decomposed_and_tied_embeddings_refused():
+    model = tiny_model("marian")
+    student = leanformer.compress(model, KroneckerConfig(attention_a=[4, 4], ffn_a=[4, 4]))
+    assert sum(isinstance(m, KroneckerLinear) for m in student.modules()) == 2 * 6 + 2 * 10
+    with pytest.raises(ConfigError, match="tied to the output layer"):
+        leanformer.compress(tiny_model("marian"), KroneckerConfig(embedding_n=4))
+
+
+def test_paper_presets_on_bert_base_match_the_analytic_counts():
+    base = transformers.BertConfig()  # hidden 768, FFN 3072, 12 layers, vocab 30522
+    counts = {}
+    for preset in ("kronecker8", "kronecker21"):
+        model = transformers.AutoModelForSequenceClassification.from_config(base)
+        counts[preset] = count_parameters(rebuild_kronecker(model, KroneckerConfig.preset(preset)))["total"]
+
+    def analytic(att, ffn, n):
+        h, i, v, layers = 768, 3072, 30522, 12
+        attention = 4 * (att[0] * att[1] + (h // att[0]) * (h // att[1]))
+        ffn_params = 2 * (ffn[0] * ffn[1] + (i // ffn[0]) * (h // ffn[1]))
+        dense_per_layer = 4 * h + i + h + 4 * h  # biases (4 attention, W1, W2) and two LayerNorms
+        embeddings = v * h // n + n + 512 * h + 2 * h + 2 * h  # word A, B; positions; types; LayerNorm
+        head = h * h + h + 2 * h + 2  # pooler + 2-way classifier
+        return layers * (attention + ffn_params + dense_per_layer) + embeddings + head
+
+    assert counts["kronecker8"] == analytic((384, 384), (8, 2), 8) == 14_655_754  # paper: 14.3M
+    assert counts["kronecker21"] == analytic((384, 48), (16, 2), 16) == 5_229_810  # paper: 5.2M
+
+
+def _encoder_params(model):
+    kinds = count_parameters(model)
+    return kinds["embeddings"] + kinds["attention"] + kinds["ffn"]
+
+
+def test_target_compression_search_hits_the_budget_with_fewest_flops():
+    import random
+
+    target = 4.0
+    dense_params = _encoder_params(tiny_model("bert"))
+    config = KroneckerConfig(target_compression=target)
+    chosen = leanformer.compress(tiny_model("bert"), config)
+    chosen_params, chosen_flops = _encoder_params(chosen), flops_per_token(chosen)
+    # the LayerNorms inside the layers count as "other" here but as encoder in the search: allow that slack
+    assert target * 0.9 <= dense_params / chosen_params <= target * 1.25 * 1.1
+    # independent check: build alternatives as real models; none in the same budget has fewer FLOPs
+    rng = random.Random(0)
+    divs = [1, 2, 4, 8, 16, 32]
+    for _ in range(40):
+        alt = KroneckerConfig(
+            attention_a=[rng.choice(divs), rng.choice(divs)],
+            ffn_a=[rng.choice(divs + [64]), rng.choice(divs)],
+            embedding_n=rng.choice([2, 4, 8, 16, 32]),
+        )
+        model = leanformer.compress(tiny_model("bert"), alt)
+        params = _encoder_params(model)
+        if chosen_params * 0.9 <= params <= dense_params / target:
+            assert flops_per_token(model) >= chosen_flops, (alt, resolved_shapes(tiny_model("bert"), config))
+
+
+def test_save_and_load_give_identical_logits(tmp_path):
+    student = leanformer.compress(tiny_model("bert"), TINY)
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(torch.randn_like(p) * 0.01)  # trained factors differ from the SVD init
+    leanformer.save(student, tmp_path / "s")
+    loaded = leanformer.load(tmp_path / "s")
+    assert any(isinstance(m, KroneckerEmbedding) for m in loaded.modules())
+    inputs = tiny_inputs(student)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, student(**inputs).logits, rtol=0, atol=0)
+    assert count_parameters(loaded) == count_parameters(student)
+
+
+def test_config_errors_name_the_fix():
+    with pytest.raises(ConfigError, match=r"attention_a \[5, 2\] does not divide the 32 x 32 weight.*rows must divide 32 \(1, 2, 4, 8, 16, 32\)"):
+        leanformer.compress(tiny_model("bert"), KroneckerConfig(attention_a=[5, 2]))
+    with pytest.raises(ConfigError, match="embedding_n 5 does not divide the embedding width 32"):
+        leanformer.compress(tiny_model("bert"), KroneckerConfig(embedding_n=5))
+    with pytest.raises(ConfigError, match="either target_compression or explicit shapes"):
+        KroneckerConfig(target_compression=8.0, attention_a=[2, 2])
+    with pytest.raises(ConfigError, match="nothing to decompose"):
+        KroneckerConfig()
+    with pytest.raises(ConfigError, match="out of reach"):
+        leanformer.compress(tiny_model("bert"), KroneckerConfig(target_compression=500.0))
+    with pytest.raises(ConfigError, match="unknown Kronecker preset"):
+        KroneckerConfig.preset("kronecker9")
+
+
+def test_config_round_trips():
+    for config in (KroneckerConfig.kronecker8(), KroneckerConfig.kronecker21(), KroneckerConfig(target_compression=8.0)):
+        assert KroneckerConfig.from_yaml(config.to_yaml()) == config
+        assert KroneckerConfig.from_json(config.to_json()) == config
