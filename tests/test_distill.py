@@ -69,6 +69,8 @@ def test_logit_loss_matches_the_kl_formula():
     expected = (p_t * (p_t.log() - torch.log_softmax(s / T, -1))).sum(-1).mean() * T * T
     torch.testing.assert_close(logit_loss(s, t, T), expected)
     assert logit_loss(t, t, T).abs() < 1e-6
+    # no labelled position (an MLM batch with nothing masked): zero, not NaN
+    assert logit_loss(s, t, T, mask=torch.zeros(5, dtype=torch.bool)).item() == 0.0
     # regression head: plain MSE
     torch.testing.assert_close(logit_loss(s[:, :1], t[:, :1], T), F.mse_loss(s[:, :1], t[:, :1]))
 

@@ -30,8 +30,13 @@ def distil_student(
     output_dir: str | Path,
     *,
     overwrite: bool = False,
+    init_encoder: str | Path | None = None,
 ) -> Path:
-    """Train a compressed copy of the teacher by distillation; write it (and its metrics) to `output_dir`."""
+    """Train a compressed copy of the teacher by distillation; write it (and its metrics) to `output_dir`.
+
+    `init_encoder`: a general-distillation student (`distill.general`) whose encoder replaces the
+    freshly compressed one; the pooler and task head stay the fine-tuned teacher's.
+    """
     output_dir = Path(output_dir)
     if output_dir.exists() and not overwrite:
         raise LeanformerError(f"output directory {str(output_dir)!r} exists: pass --overwrite or choose another path")
@@ -39,6 +44,8 @@ def distil_student(
     teacher = load(teacher_path)
     tokenizer = AutoTokenizer.from_pretrained(teacher_path)
     student = compress(copy.deepcopy(teacher), method_config)
+    if init_encoder is not None:
+        load_encoder(student, init_encoder)
     extras = method.training_extras(student, method_config) if method.training_extras else None
 
     collator = (
@@ -77,3 +84,17 @@ def distil_student(
     }
     save(student, output_dir, tokenizer, extra_files={METRICS_FILE: json.dumps(record, indent=2)})
     return output_dir
+
+
+def load_encoder(student, path: str | Path) -> None:
+    """Copy the encoder (embeddings and layers, not the pooler) of the model at `path` into `student`."""
+    source = load(path).base_model.state_dict()
+    target = student.base_model
+    keep = {k: v for k, v in source.items() if not k.startswith("pooler.")}
+    result = target.load_state_dict(keep, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith("pooler.")]
+    if missing or result.unexpected_keys:
+        raise LeanformerError(
+            f"the encoder in {str(path)!r} does not fit this student (missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}): "
+            "run general distillation with the same method config"
+        )

@@ -27,6 +27,8 @@ def logit_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
     if mask is not None:
         keep = mask.reshape(-1).bool()
         s, t = s[keep], t[keep]
+        if not keep.any():  # e.g. an MLM batch where nothing was masked: no signal, not NaN
+            return student.sum() * 0.0
     kl = F.kl_div(F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1), log_target=True, reduction="batchmean")
     return kl * temperature**2
 

@@ -70,7 +70,7 @@ class DistillationTrainer(Trainer):
         student_out = model(**inputs)
 
         losses: dict[str, torch.Tensor] = {}
-        if cfg.task_weight and getattr(student_out, "loss", None) is not None:
+        if cfg.task_weight and getattr(student_out, "loss", None) is not None and _has_labels(inputs):
             losses["task"] = student_out.loss
         if cfg.logit_weight:
             token_mask = _label_mask(inputs) if self.model.config.is_encoder_decoder else None
@@ -120,6 +120,12 @@ class DistillationTrainer(Trainer):
             self._loss_sums.clear()
             self._loss_steps = 0
         super().log(logs, *args, **kwargs)
+
+
+def _has_labels(inputs: dict) -> bool:
+    """False when every label is ignored (-100): the model's mean loss over nothing would be NaN."""
+    labels = inputs.get("labels")
+    return labels is None or labels.dtype.is_floating_point or bool((labels != -100).any())
 
 
 def _label_mask(inputs: dict) -> torch.Tensor | None:

@@ -1,0 +1,98 @@
+"""General distillation (stage 1 of KroneckerBERT): a compressed copy of the *pre-trained* encoder
+learns the teacher encoder's embeddings, attention scores and hidden states on unlabelled text,
+plus masked-language modelling when the pre-trained model has an MLM head. Its encoder weights
+then initialise the task student of stage 2 (`student.distil_student(..., init_encoder=...)`).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling, DataCollatorWithPadding
+from transformers.trainer_utils import get_last_checkpoint
+
+from ..api import compress, save
+from ..config import ConfigBase
+from ..data.corpus import load_corpus
+from ..models import resolve_model
+from ..training import TrainConfig
+from .config import DistillationConfig
+from .trainer import DistillationTrainer
+
+
+@dataclass
+class GeneralDistillationConfig(ConfigBase):
+    pretrained: str = field(default="minilm", metadata={"help": "The pre-trained encoder the teacher was fine-tuned from (packaged name or directory)."})
+    corpus: str = field(default="vitaminc_wiki", metadata={"help": "Unlabelled text: 'vitaminc_wiki' or a text file with one passage per line."})
+    corpus_samples: int | None = field(default=None, metadata={"help": "Use at most this many passages (seeded)."})
+
+
+def _pretrained_model(path: Path):
+    """The MLM model when the checkpoint has an MLM head, else the bare encoder."""
+    try:
+        model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
+    except (ValueError, KeyError):
+        return AutoModel.from_pretrained(path), False
+    head_missing = any(k for k in info["missing_keys"] if not k.startswith(model.base_model_prefix + "."))
+    if head_missing:
+        return AutoModel.from_pretrained(path), False
+    return model, True
+
+
+def _untie_output_embeddings(model) -> None:
+    """Give every tied parameter (MLM decoder weight and bias) its own copy, so the word table can be
+    factored alone and the saved checkpoint holds each tensor under each name."""
+    seen: set[int] = set()
+    for name, param in list(model.named_parameters(remove_duplicate=False)):
+        if id(param) in seen:
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, torch.nn.Parameter(param.detach().clone()))
+        seen.add(id(param))
+    model.config.tie_word_embeddings = False
+
+
+def general_distillation(
+    general: GeneralDistillationConfig,
+    method_config: ConfigBase,
+    train: TrainConfig,
+    output_dir: str | Path,
+    distillation: DistillationConfig | None = None,
+) -> Path:
+    """Train the compressed pre-trained encoder on `general.corpus`; returns the saved student's directory."""
+    output_dir = Path(output_dir)
+    transformers.set_seed(train.seed)
+    path = resolve_model(general.pretrained)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    teacher, mlm = _pretrained_model(path)
+    distillation = distillation or DistillationConfig(
+        temperature=1.0, logit_weight=1.0 if mlm else 0.0, task_weight=1.0 if mlm else 0.0,
+        embedding_weight=1.0, hidden_weight=1.0, attention_weight=1.0,
+    )
+    student = copy.deepcopy(teacher)
+    if mlm:
+        _untie_output_embeddings(student)
+    student = compress(student, method_config)
+
+    corpus = load_corpus(general.corpus, general.corpus_samples, train.seed)
+    features = corpus.map(
+        lambda batch: tokenizer(batch["text"], truncation=True, max_length=train.max_length),
+        batched=True, remove_columns=["text"], desc="tokenize corpus",
+    )
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15) if mlm else DataCollatorWithPadding(tokenizer)
+    run_dir = output_dir.with_name(output_dir.name + ".checkpoints")
+    trainer = DistillationTrainer(
+        model=student,
+        args=train.training_arguments(str(run_dir)),
+        train_dataset=features,
+        data_collator=collator,
+        processing_class=tokenizer,
+        teacher=teacher,
+        distillation=distillation,
+    )
+    trainer.train(resume_from_checkpoint=get_last_checkpoint(str(run_dir)) if run_dir.exists() else None)
+    save(student, output_dir, tokenizer)
+    return output_dir
