@@ -267,3 +267,20 @@ def embedding_module_names(model: nn.Module) -> list[str]:
     prefix = base_prefix(model)
     names = dict(model.named_modules())
     return [prefix + rel for rel in spec.embedding_modules if prefix + rel in names]
+
+
+def max_sequence_length(config) -> int | None:
+    """Longest input the position embeddings allow (RoBERTa/MPNet reserve pad_token_id + 1 positions)."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is None:
+        return None
+    if config.model_type in ("roberta", "mpnet"):
+        return positions - (config.pad_token_id or 0) - 1
+    return positions
+
+
+def check_sequence_length(config, length: int, source: str) -> None:
+    """Refuse inputs longer than the position embeddings, naming the fix."""
+    limit = max_sequence_length(config)
+    if limit is not None and length > limit:
+        raise UnsupportedModelError(f"max_length {length} exceeds the maximum sequence length {limit} of {source}: pass --max_length {limit} or less")

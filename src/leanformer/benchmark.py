@@ -10,6 +10,8 @@ from torch import nn
 from transformers import AutoTokenizer
 
 from .api import load, recipe_of
+from .architectures import max_sequence_length
+from .errors import ConfigError
 from .data import TaskData
 from .evaluation import evaluate_model
 from .measure import (
@@ -57,6 +59,10 @@ def benchmark(
     """One row per model (teacher first). Latencies of all models are measured interleaved."""
     candidates = [teacher, *students]
     models = {c.label: load(c.path) for c in candidates}
+    for c in candidates:
+        limit = max_sequence_length(models[c.label].config)
+        if limit is not None and seq_len > limit:
+            raise ConfigError(f"sequence length {seq_len} exceeds the maximum {limit} of {c.path}: pass --seq_len {limit} or less")
     metric_name = task.spec.primary_metric
     metrics = {}
     for c in candidates:

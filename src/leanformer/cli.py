@@ -8,6 +8,7 @@ CLI, the Python API and recipe files never drift apart. Errors a user can fix pr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -32,6 +33,9 @@ class CompressArgs(ConfigBase):
     method: str | None = field(default=None, metadata={"help": "Compression method name (see `leanformer compress --list`)."})
     recipe: str | None = field(default=None, metadata={"help": "YAML recipe: {method, config, distillation, train}; replaces --method."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing output directory."})
+    init_encoder: str | None = field(
+        default=None, metadata={"help": "Start from this general-distillation student's encoder (`leanformer general`), keeping the teacher's head."}
+    )
 
     def validate(self) -> None:
         if not self.teacher:
@@ -92,6 +96,20 @@ def cmd_finetune(argv: list[str]) -> int:
     return 0
 
 
+@dataclass
+class GeneralArgs(ConfigBase):
+    output_dir: str = field(default="", metadata={"help": "Where the general-distillation student is written."})
+    method: str | None = field(default=None, metadata={"help": "Compression method name."})
+    recipe: str | None = field(default=None, metadata={"help": "YAML recipe; its method/config (and general_train, if any) are used."})
+
+    def validate(self) -> None:
+        if not self.output_dir:
+            raise ConfigError("--output_dir is required: where to write the general-distillation student")
+
+
+RECIPE_KEYS = ("method", "config", "distillation", "train", "general", "general_train")
+
+
 def _load_recipe(path: str) -> dict:
     import yaml
 
@@ -101,7 +119,7 @@ def _load_recipe(path: str) -> dict:
         raise ConfigError(f"recipe file {path!r} does not exist") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"recipe file {path!r} is not valid YAML: {err}") from None
-    allowed = ("method", "config", "distillation", "train")
+    allowed = RECIPE_KEYS
     if not isinstance(data, dict) or "method" not in data:
         raise ConfigError(f"recipe file {path!r} must be a mapping with a 'method' key (keys: {', '.join(allowed)})")
     unknown = sorted(set(data) - set(allowed))
@@ -110,9 +128,31 @@ def _load_recipe(path: str) -> dict:
     return data
 
 
+def _method_and_recipe(argv: list[str]):
+    """(method, recipe dict or None) from --method / --recipe, before the full parse."""
+    from .registry import available_methods, method_by_name
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--method")
+    pre.add_argument("--recipe")
+    known, _ = pre.parse_known_args(argv)
+    recipe = _load_recipe(known.recipe) if known.recipe else None
+    name = recipe["method"] if recipe else known.method
+    if name is None and not ({"-h", "--help"} & set(argv)):
+        raise ConfigError(f"choose a method with --method NAME or --recipe FILE; available: {', '.join(available_methods()) or 'none yet'}")
+    return (method_by_name(name) if name else None), recipe, known.recipe
+
+
+def _distillation_given(argv: list[str]) -> bool:
+    from .distill import DistillationConfig
+
+    flags = {f"--{f.name}" for f in dataclasses.fields(DistillationConfig)}
+    return any(a.split("=")[0] in flags for a in argv)
+
+
 def cmd_compress(argv: list[str]) -> int:
     from .distill import DistillationConfig
-    from .registry import available_methods, method_by_name
+    from .registry import available_methods
     from .student import distil_student
     from .teacher import TaskConfig
     from .training import TrainConfig
@@ -120,27 +160,62 @@ def cmd_compress(argv: list[str]) -> int:
     if "--list" in argv:
         print("\n".join(available_methods()) or "no compression method is available in this version yet")
         return 0
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--method")
-    pre.add_argument("--recipe")
-    known, _ = pre.parse_known_args(argv)
-    recipe = _load_recipe(known.recipe) if known.recipe else None
-    method_name = recipe["method"] if recipe else known.method
-    if method_name is None and not ({"-h", "--help"} & set(argv)):
-        raise ConfigError(f"choose a method with --method NAME or --recipe FILE; available: {', '.join(available_methods()) or 'none yet'}")
-    method = method_by_name(method_name) if method_name else None
+    method, recipe, recipe_path = _method_and_recipe(argv)
     classes = (CompressArgs, TaskConfig, TrainConfig, DistillationConfig) + ((method.config_class,) if method and not recipe else ())
     parsed = _parse(classes, argv, "leanformer compress", "Compress a fine-tuned teacher into a student by distillation.")
     args, task_cfg, train_cfg, distill_cfg = parsed[:4]
     if recipe:
-        method_cfg = method.config_class.from_dict(recipe.get("config") or {}, where=f"{known.recipe}: config")
-        distill_cfg = DistillationConfig.from_dict(recipe.get("distillation") or {}, where=f"{known.recipe}: distillation")
-        train_cfg = TrainConfig.from_dict(recipe.get("train") or {}, where=f"{known.recipe}: train")
+        method_cfg = method.config_class.from_dict(recipe.get("config") or {}, where=f"{recipe_path}: config")
+        if "train" in recipe:
+            train_cfg = TrainConfig.from_dict(recipe["train"], where=f"{recipe_path}: train")
+        if "distillation" in recipe:
+            distill_cfg = DistillationConfig.from_dict(recipe["distillation"], where=f"{recipe_path}: distillation")
+        elif method.default_distillation and not _distillation_given(argv):
+            distill_cfg = method.default_distillation()
     else:
         method_cfg = parsed[4]
+        if method.default_distillation and not _distillation_given(argv):
+            distill_cfg = method.default_distillation()
+    init_encoder = args.init_encoder
+    if recipe and "general" in recipe and init_encoder is None:
+        init_encoder = _run_general(method, method_cfg, recipe, recipe_path, train_cfg, Path(args.output_dir + ".general"))
     task = task_cfg.load(seed=train_cfg.seed)
-    path = distil_student(args.teacher, method_cfg, task, train_cfg, distill_cfg, args.output_dir, overwrite=args.overwrite)
+    path = distil_student(
+        args.teacher, method_cfg, task, train_cfg, distill_cfg, args.output_dir, overwrite=args.overwrite, init_encoder=init_encoder
+    )
     print(json.dumps({"student": str(path)}, indent=2))
+    return 0
+
+
+def _run_general(method, method_cfg, recipe: dict, recipe_path: str, train_cfg, output_dir: Path) -> Path:
+    from .distill.general import GeneralDistillationConfig, general_distillation
+    from .training import TrainConfig
+
+    general = GeneralDistillationConfig.from_dict(recipe.get("general") or {}, where=f"{recipe_path}: general")
+    general_train = TrainConfig.from_dict(recipe["general_train"], where=f"{recipe_path}: general_train") if "general_train" in recipe else train_cfg
+    if (output_dir / "config.json").is_file():
+        return output_dir  # stage 1 already done: reuse it
+    return general_distillation(general, method_cfg, general_train, output_dir)
+
+
+def cmd_general(argv: list[str]) -> int:
+    from .distill.general import GeneralDistillationConfig, general_distillation
+    from .training import TrainConfig
+
+    method, recipe, recipe_path = _method_and_recipe(argv)
+    classes = (GeneralArgs, GeneralDistillationConfig, TrainConfig) + ((method.config_class,) if method and not recipe else ())
+    parsed = _parse(classes, argv, "leanformer general", "General distillation (stage 1): compress the pre-trained encoder and distil it on unlabelled text.")
+    args, general, train_cfg = parsed[:3]
+    if recipe:
+        method_cfg = method.config_class.from_dict(recipe.get("config") or {}, where=f"{recipe_path}: config")
+        if "general" in recipe:
+            general = GeneralDistillationConfig.from_dict(recipe["general"], where=f"{recipe_path}: general")
+        if "general_train" in recipe:
+            train_cfg = TrainConfig.from_dict(recipe["general_train"], where=f"{recipe_path}: general_train")
+    else:
+        method_cfg = parsed[3]
+    path = general_distillation(general, method_cfg, train_cfg, args.output_dir)
+    print(json.dumps({"general_student": str(path)}, indent=2))
     return 0
 
 
@@ -191,6 +266,7 @@ def cmd_demo(argv: list[str]) -> int:
 
 COMMANDS = {
     "finetune": (cmd_finetune, "fine-tune a packaged encoder into a task teacher (cached)"),
+    "general": (cmd_general, "stage 1: compress the pre-trained encoder, distil it on unlabelled text"),
     "compress": (cmd_compress, "teacher + method config or YAML recipe -> student, by distillation"),
     "evaluate": (cmd_evaluate, "evaluate a saved model on a task split"),
     "benchmark": (cmd_benchmark, "metric, size, FLOPs and CPU latency of students vs their teacher"),

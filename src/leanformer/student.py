@@ -11,6 +11,7 @@ from transformers import AutoTokenizer, DataCollatorForSeq2Seq, DataCollatorWith
 from transformers.trainer_utils import get_last_checkpoint
 
 from .api import compress, load, save
+from .architectures import check_sequence_length
 from .config import ConfigBase
 from .data import TaskData, tokenize_dataset
 from .distill import DistillationConfig, DistillationTrainer
@@ -42,6 +43,7 @@ def distil_student(
         raise LeanformerError(f"output directory {str(output_dir)!r} exists: pass --overwrite or choose another path")
     method = method_for_config(method_config)
     teacher = load(teacher_path)
+    check_sequence_length(teacher.config, train.max_length, str(teacher_path))
     tokenizer = AutoTokenizer.from_pretrained(teacher_path)
     student = compress(copy.deepcopy(teacher), method_config)
     if init_encoder is not None:

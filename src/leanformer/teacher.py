@@ -18,6 +18,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
 from .api import save
+from .architectures import check_sequence_length
 from .config import ConfigBase
 from .data import TaskData, load_task, tokenize_dataset
 from .errors import ConfigError
@@ -95,6 +96,7 @@ def finetune(
     elif spec.kind == "regression":
         kwargs = dict(num_labels=1, problem_type="regression")
     model = model_class_for(spec.kind).from_pretrained(base, **kwargs)
+    check_sequence_length(model.config, train_config.max_length, str(base))
 
     train_features = tokenize_dataset(spec, task.splits["train"], tokenizer, train_config.max_length, for_training=True)
     run_dir = cache_dir("runs", key)
