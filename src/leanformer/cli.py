@@ -256,6 +256,27 @@ def cmd_benchmark(argv: list[str]) -> int:
     return 0
 
 
+@dataclass
+class ExportArgs(ConfigBase):
+    model: str = field(default="", metadata={"help": "Directory of a saved model (teacher or student)."})
+    output: str = field(default="", metadata={"help": "The .onnx file to write."})
+    opset: int = field(default=17, metadata={"help": "ONNX opset version."})
+
+    def validate(self) -> None:
+        if not self.model or not self.output:
+            raise ConfigError("--model and --output are required: the saved model directory and the .onnx file to write")
+
+
+def cmd_export(argv: list[str]) -> int:
+    from .api import load
+    from .export import export_onnx
+
+    (args,) = _parse((ExportArgs,), argv, "leanformer export", "Export a saved model to ONNX (factored layers stay factored).")
+    path = export_onnx(load(args.model), args.output, opset=args.opset)
+    print(json.dumps({"onnx": str(path)}, indent=2))
+    return 0
+
+
 def cmd_demo(argv: list[str]) -> int:
     from .demo import DemoConfig, run_demo
 
@@ -270,6 +291,7 @@ COMMANDS = {
     "compress": (cmd_compress, "teacher + method config or YAML recipe -> student, by distillation"),
     "evaluate": (cmd_evaluate, "evaluate a saved model on a task split"),
     "benchmark": (cmd_benchmark, "metric, size, FLOPs and CPU latency of students vs their teacher"),
+    "export": (cmd_export, "export a saved model to ONNX for onnxruntime"),
     "demo": (cmd_demo, "the main job: MiniLM on SST-2, teacher and students, results table"),
 }
 

@@ -1,0 +1,57 @@
+"""Export a (compressed) encoder model to ONNX, computed exactly as in PyTorch (factored layers stay factored).
+
+Uses torch's TorchScript-based exporter (`dynamo=False`): it needs no extra package and traces
+the method layers' Python control flow at their fixed shapes, with batch and sequence axes dynamic.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .measure import dummy_inputs
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, *, seq_len: int = 16, opset: int = 17) -> Path:
+    """Write `model` (an encoder with a task head) to `path`; inputs input_ids, attention_mask[, token_type_ids]."""
+    path = Path(path)
+    model = model.eval()
+    inputs = dummy_inputs(model, 2, seq_len)
+    names = list(inputs)
+    output_names = ["start_logits", "end_logits"] if "QuestionAnswering" in type(model).__name__ else ["logits"]
+    axes = {name: {0: "batch", 1: "sequence"} for name in names}
+    axes.update({name: {0: "batch"} for name in output_names})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about Python-side shape logic are expected
+            torch.onnx.export(
+                _Positional(model, names), tuple(inputs[n] for n in names), tmp, input_names=names,
+                output_names=output_names, dynamic_axes=axes, opset_version=opset, dynamo=False,
+            )
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+class _Positional(nn.Module):
+    """Positional-argument wrapper (the exporter passes inputs by position) returning plain tensors."""
+
+    def __init__(self, model: nn.Module, names: list[str]):
+        super().__init__()
+        self.model, self.names = model, names
+
+    def forward(self, *args):
+        out = self.model(**dict(zip(self.names, args)))
+        if hasattr(out, "start_logits"):
+            return out.start_logits, out.end_logits
+        return out.logits
