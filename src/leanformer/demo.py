@@ -56,7 +56,8 @@ def run_demo(cfg: DemoConfig) -> str:
     for i, (name, method) in enumerate(demos.items(), 1):
         print(f"[2/3] student {i}/{len(demos)}: {name}", flush=True)
         student_train = TrainConfig(**{**train.to_dict(), "epochs": cfg.student_epochs, "learning_rate": 1e-4})
-        path = distil_student(teacher_path, method.demo_config(), task, student_train, DistillationConfig(), out / name, overwrite=True)
+        losses = method.default_distillation() if method.default_distillation else DistillationConfig()
+        path = distil_student(teacher_path, method.demo_config(), task, student_train, losses, out / name, overwrite=True)
         students.append(Candidate(name, path, method=name))
     if not demos:
         print("[2/3] no compression method is registered yet: the table shows the teacher only", flush=True)

@@ -1,0 +1,108 @@
+"""KroneckerBERT on MiniLM-L6: teacher vs Kronecker students, with and without stage 1 and intermediate losses.
+
+    .venv/bin/python benchmarks/kronecker.py [--tasks glue/sst2 glue/mrpc glue/cola] [--compressions 8 20]
+
+Runs in order of importance (the full method first, then the ablations), saves every student
+under runs/bench/kronecker/ and every row to benchmarks/results/kronecker.json as soon as it is
+measured, and skips what is already done: interrupt and re-run freely. Teachers are the cached
+ones of benchmarks/teacher.py (same settings). Stage 1 (general distillation on the `vitaminc_wiki`
+corpus) is shared by all tasks of a compression level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from leanformer.benchmark import Candidate, benchmark
+from leanformer.distill import DistillationConfig
+from leanformer.distill.general import GeneralDistillationConfig, general_distillation
+from leanformer.measure import read_results, render_benchmark, write_results
+from leanformer.methods.kronecker import KroneckerConfig, kronecker_distillation
+from leanformer.student import distil_student
+from leanformer.teacher import FinetuneConfig, TaskConfig, finetune, teacher_metrics
+from leanformer.training import TrainConfig
+
+sys.path.insert(0, str(Path(__file__).parent))
+from teacher import TASKS as TEACHER_TASKS  # noqa: E402  (same teachers as benchmarks/teacher.md)
+
+HERE = Path(__file__).parent
+RUNS = Path("runs/bench/kronecker")
+
+# Student budgets on 2 CPU cores (teacher + student forward, student backward per step).
+STUDENT_TRAIN = {
+    "glue/sst2": dict(max_train_samples=8000, epochs=2.0),
+    "glue/mrpc": dict(epochs=4.0),
+    "glue/cola": dict(epochs=3.0),
+}
+# (stage 1, intermediate losses): the full method first, ablations after.
+VARIANTS = [(True, True), (False, True), (True, False), (False, False)]
+
+
+def _teacher(name: str) -> Path:
+    settings = dict(TEACHER_TASKS[name])
+    task_cfg = TaskConfig(task=name, max_train_samples=settings.pop("max_train_samples", None))
+    train = TrainConfig(max_length=128, batch_size=32, learning_rate=5e-5, report_to="none", logging_steps=50, **settings)
+    return finetune(FinetuneConfig(model="minilm"), task_cfg, train)
+
+
+def _general(compression: float, args) -> Path:
+    out = RUNS / f"general-c{compression:g}"
+    if not (out / "config.json").is_file():
+        train = TrainConfig(epochs=1.0, batch_size=32, max_length=64, learning_rate=args.lr, report_to="none", logging_steps=50)
+        general = GeneralDistillationConfig(pretrained="minilm", corpus="vitaminc_wiki", corpus_samples=args.corpus_samples)
+        general_distillation(general, KroneckerConfig(target_compression=compression), train, out)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", nargs="+", default=list(STUDENT_TRAIN))
+    parser.add_argument("--compressions", nargs="+", type=float, default=[8.0, 20.0])
+    parser.add_argument("--variants", type=int, default=len(VARIANTS), help="run the first N variants")
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--corpus_samples", type=int, default=8000)
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+    command = "python benchmarks/kronecker.py " + " ".join(sys.argv[1:])
+    out_json = HERE / "results" / "kronecker.json"
+    rows = {(r.model, r.task): r for r in read_results(out_json)} if out_json.exists() else {}
+
+    for name in args.tasks:
+        teacher_path = _teacher(name)
+        record = teacher_metrics(teacher_path)
+        settings = dict(STUDENT_TRAIN[name])
+        task_cfg = TaskConfig(task=name, max_train_samples=settings.pop("max_train_samples", None))
+        task = task_cfg.load(seed=0)
+        train = TrainConfig(max_length=128, batch_size=32, learning_rate=args.lr, report_to="none", logging_steps=50, **settings)
+        students = []
+        for compression in args.compressions:
+            for stage1, intermediate in VARIANTS[: args.variants]:
+                label = f"kron{compression:g}x{'+stage1' if stage1 else ''}{'+intermediate' if intermediate else '-logits-only'}"
+                out = RUNS / f"{name.replace('/', '_')}-{label}"
+                if not (out / "leanformer_metrics.json").is_file():
+                    print(f"== {name}: {label}", flush=True)
+                    losses = kronecker_distillation() if intermediate else DistillationConfig(temperature=1.0, logit_weight=1.0, task_weight=1.0)
+                    distil_student(
+                        teacher_path, KroneckerConfig(target_compression=compression), task, train, losses, out,
+                        overwrite=True, init_encoder=_general(compression, args) if stage1 else None,
+                    )
+                metrics = json.loads((out / "leanformer_metrics.json").read_text())
+                students.append((Candidate(label, out, method="kronecker", metric=metrics["metrics"]["test"][task.spec.primary_metric]),
+                                 dict(compression=compression, stage1=stage1, intermediate=intermediate, train_seconds=metrics["train_seconds"],
+                                      metrics_test=metrics["metrics"]["test"], epochs=train.epochs)))
+        teacher = Candidate("teacher", teacher_path, metric=record["metrics"]["test"][record["metric_name"]])
+        measured = benchmark(teacher, [c for c, _ in students], task, repeats=args.repeats, command=command)
+        for row, (_, extra) in zip(measured[1:], students):
+            row.extra.update(extra)
+        measured[0].extra["metrics_test"] = record["metrics"]["test"]
+        for row in measured:
+            rows[(row.model, row.task)] = row
+        write_results(list(rows.values()), out_json)
+        render_benchmark(out_json, HERE / "kronecker.md", title="KroneckerBERT on MiniLM-L6 (test split)", command=command)
+
+
+if __name__ == "__main__":
+    main()
