@@ -41,9 +41,9 @@ def test_unknown_method_and_bad_recipe(tmp_path, capsys):
     assert main(["compress", "--teacher", "t", "--output_dir", "o", "--method", "nope"]) == 2
     assert "unknown compression method 'nope'" in capsys.readouterr().err
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("method: x\nconfgi: {}\n")
+    recipe.write_text("method: kronecker\nconfgi: {}\n")
     assert main(["compress", "--teacher", "t", "--output_dir", "o", "--recipe", str(recipe)]) == 2
-    assert "unknown key 'confgi'; allowed keys: method, config, distillation, train" in capsys.readouterr().err
+    assert "unknown key 'confgi'; allowed keys: method, config, distillation, train, general, general_train" in capsys.readouterr().err
 
 
 def test_bad_flag_values_are_one_line_errors(capsys):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from leanformer.cli import RECIPE_KEYS, _load_recipe
+from leanformer.recipe import RECIPE_KEYS, Recipe
 from leanformer.distill import DistillationConfig
 from leanformer.distill.general import GeneralDistillationConfig
 from leanformer.registry import method_by_name
@@ -16,8 +16,10 @@ RECIPES = sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_recipe_parses_and_round_trips(path):
-    recipe = _load_recipe(str(path))
+    recipe = yaml.safe_load(path.read_text())
     assert set(recipe) <= set(RECIPE_KEYS)
+    parsed = Recipe.from_yaml(path)
+    assert Recipe.from_dict(yaml.safe_load(parsed.to_yaml())) == parsed
     method = method_by_name(recipe["method"])
     config = method.config_class.from_dict(recipe["config"])
     assert method.config_class.from_yaml(config.to_yaml()) == config

@@ -107,40 +107,20 @@ class GeneralArgs(ConfigBase):
             raise ConfigError("--output_dir is required: where to write the general-distillation student")
 
 
-RECIPE_KEYS = ("method", "config", "distillation", "train", "general", "general_train")
-
-
-def _load_recipe(path: str) -> dict:
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"recipe file {path!r} does not exist") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"recipe file {path!r} is not valid YAML: {err}") from None
-    allowed = RECIPE_KEYS
-    if not isinstance(data, dict) or "method" not in data:
-        raise ConfigError(f"recipe file {path!r} must be a mapping with a 'method' key (keys: {', '.join(allowed)})")
-    unknown = sorted(set(data) - set(allowed))
-    if unknown:
-        raise ConfigError(f"recipe file {path!r}: unknown key {unknown[0]!r}; allowed keys: {', '.join(allowed)}")
-    return data
-
-
 def _method_and_recipe(argv: list[str]):
-    """(method, recipe dict or None) from --method / --recipe, before the full parse."""
+    """(method, Recipe or None) from --method / --recipe, before the full parse."""
+    from .recipe import Recipe
     from .registry import available_methods, method_by_name
 
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--method")
     pre.add_argument("--recipe")
     known, _ = pre.parse_known_args(argv)
-    recipe = _load_recipe(known.recipe) if known.recipe else None
-    name = recipe["method"] if recipe else known.method
+    recipe = Recipe.from_yaml(known.recipe) if known.recipe else None
+    name = recipe.method if recipe else known.method
     if name is None and not ({"-h", "--help"} & set(argv)):
         raise ConfigError(f"choose a method with --method NAME or --recipe FILE; available: {', '.join(available_methods()) or 'none yet'}")
-    return (method_by_name(name) if name else None), recipe, known.recipe
+    return (method_by_name(name) if name else None), recipe
 
 
 def _distillation_given(argv: list[str]) -> bool:
@@ -152,6 +132,7 @@ def _distillation_given(argv: list[str]) -> bool:
 
 def cmd_compress(argv: list[str]) -> int:
     from .distill import DistillationConfig
+    from .distill.general import general_distillation
     from .registry import available_methods
     from .student import distil_student
     from .teacher import TaskConfig
@@ -160,25 +141,21 @@ def cmd_compress(argv: list[str]) -> int:
     if "--list" in argv:
         print("\n".join(available_methods()) or "no compression method is available in this version yet")
         return 0
-    method, recipe, recipe_path = _method_and_recipe(argv)
+    method, recipe = _method_and_recipe(argv)
     classes = (CompressArgs, TaskConfig, TrainConfig, DistillationConfig) + ((method.config_class,) if method and not recipe else ())
     parsed = _parse(classes, argv, "leanformer compress", "Compress a fine-tuned teacher into a student by distillation.")
     args, task_cfg, train_cfg, distill_cfg = parsed[:4]
-    if recipe:
-        method_cfg = method.config_class.from_dict(recipe.get("config") or {}, where=f"{recipe_path}: config")
-        if "train" in recipe:
-            train_cfg = TrainConfig.from_dict(recipe["train"], where=f"{recipe_path}: train")
-        if "distillation" in recipe:
-            distill_cfg = DistillationConfig.from_dict(recipe["distillation"], where=f"{recipe_path}: distillation")
-        elif method.default_distillation and not _distillation_given(argv):
-            distill_cfg = method.default_distillation()
-    else:
-        method_cfg = parsed[4]
-        if method.default_distillation and not _distillation_given(argv):
-            distill_cfg = method.default_distillation()
+    method_cfg = recipe.config if recipe else parsed[4]
+    train_cfg = recipe.train if recipe and recipe.train else train_cfg
+    if recipe and recipe.distillation:
+        distill_cfg = recipe.distillation
+    elif method.default_distillation and not _distillation_given(argv):
+        distill_cfg = method.default_distillation()
     init_encoder = args.init_encoder
-    if recipe and "general" in recipe and init_encoder is None:
-        init_encoder = _run_general(method, method_cfg, recipe, recipe_path, train_cfg, Path(args.output_dir + ".general"))
+    if recipe and recipe.general and init_encoder is None:
+        init_encoder = Path(args.output_dir + ".general")
+        if not (init_encoder / "config.json").is_file():  # stage 1 already done: reuse it
+            general_distillation(recipe.general, method_cfg, recipe.general_train or train_cfg, init_encoder)
     task = task_cfg.load(seed=train_cfg.seed)
     path = distil_student(
         args.teacher, method_cfg, task, train_cfg, distill_cfg, args.output_dir, overwrite=args.overwrite, init_encoder=init_encoder
@@ -187,33 +164,18 @@ def cmd_compress(argv: list[str]) -> int:
     return 0
 
 
-def _run_general(method, method_cfg, recipe: dict, recipe_path: str, train_cfg, output_dir: Path) -> Path:
-    from .distill.general import GeneralDistillationConfig, general_distillation
-    from .training import TrainConfig
-
-    general = GeneralDistillationConfig.from_dict(recipe.get("general") or {}, where=f"{recipe_path}: general")
-    general_train = TrainConfig.from_dict(recipe["general_train"], where=f"{recipe_path}: general_train") if "general_train" in recipe else train_cfg
-    if (output_dir / "config.json").is_file():
-        return output_dir  # stage 1 already done: reuse it
-    return general_distillation(general, method_cfg, general_train, output_dir)
-
-
 def cmd_general(argv: list[str]) -> int:
     from .distill.general import GeneralDistillationConfig, general_distillation
     from .training import TrainConfig
 
-    method, recipe, recipe_path = _method_and_recipe(argv)
+    method, recipe = _method_and_recipe(argv)
     classes = (GeneralArgs, GeneralDistillationConfig, TrainConfig) + ((method.config_class,) if method and not recipe else ())
     parsed = _parse(classes, argv, "leanformer general", "General distillation (stage 1): compress the pre-trained encoder and distil it on unlabelled text.")
     args, general, train_cfg = parsed[:3]
+    method_cfg = recipe.config if recipe else parsed[3]
     if recipe:
-        method_cfg = method.config_class.from_dict(recipe.get("config") or {}, where=f"{recipe_path}: config")
-        if "general" in recipe:
-            general = GeneralDistillationConfig.from_dict(recipe["general"], where=f"{recipe_path}: general")
-        if "general_train" in recipe:
-            train_cfg = TrainConfig.from_dict(recipe["general_train"], where=f"{recipe_path}: general_train")
-    else:
-        method_cfg = parsed[3]
+        general = recipe.general or general
+        train_cfg = recipe.general_train or train_cfg
     path = general_distillation(general, method_cfg, train_cfg, args.output_dir)
     print(json.dumps({"general_student": str(path)}, indent=2))
     return 0

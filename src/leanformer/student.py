@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 
 from transformers import AutoTokenizer, DataCollatorForSeq2Seq, DataCollatorWithPadding
-from transformers.trainer_utils import get_last_checkpoint
 
 from .api import compress, load, save
 from .architectures import check_sequence_length
 from .config import ConfigBase
 from .data import TaskData, tokenize_dataset
-from .distill import DistillationConfig, DistillationTrainer
+from .distill import DistillationConfig
+from .distill.trainer import run_distillation
 from .errors import LeanformerError
 from .evaluation import evaluate_model
 from .registry import method_for_config
@@ -54,20 +54,11 @@ def distil_student(
         DataCollatorForSeq2Seq(tokenizer, model=student) if task.spec.kind == "translation" else DataCollatorWithPadding(tokenizer)
     )
     features = tokenize_dataset(task.spec, task.splits["train"], tokenizer, train.max_length, for_training=True)
-    run_dir = output_dir.with_name(output_dir.name + ".checkpoints")
-    trainer = DistillationTrainer(
-        model=student,
-        args=train.training_arguments(str(run_dir)),
-        train_dataset=features,
-        data_collator=collator,
-        processing_class=tokenizer,
-        teacher=teacher,
-        distillation=distillation,
-        callbacks=extras.callbacks if extras else None,
-        extra_losses=extras.extra_losses if extras else None,
-    )
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=get_last_checkpoint(str(run_dir)) if run_dir.exists() else None)
+    run_distillation(
+        student, teacher, features, collator=collator, tokenizer=tokenizer, train=train,
+        distillation=distillation, output_dir=output_dir, extras=extras,
+    )
     seconds = time.perf_counter() - started
     if method.finalize:
         student = method.finalize(student, method_config)

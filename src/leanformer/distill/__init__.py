@@ -3,7 +3,7 @@
 from .capture import ActivationCapture, CaptureTarget, attention_scores
 from .config import DistillationConfig
 from .losses import IntermediatePair, default_intermediate_pairs, layer_pairs, logit_loss, masked_mse
-from .trainer import DistillationTrainer, check_compatible
+from .trainer import DistillationTrainer, check_compatible, run_distillation
 
 __all__ = [
     "ActivationCapture",
@@ -17,4 +17,5 @@ __all__ = [
     "masked_mse",
     "DistillationTrainer",
     "check_compatible",
+    "run_distillation",
 ]

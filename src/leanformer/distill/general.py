@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 import transformers
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling, DataCollatorWithPadding
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..api import compress, save
 from ..config import ConfigBase
@@ -21,7 +20,7 @@ from ..data.corpus import load_corpus
 from ..models import resolve_model
 from ..training import TrainConfig
 from .config import DistillationConfig
-from .trainer import DistillationTrainer
+from .trainer import run_distillation
 
 
 @dataclass
@@ -83,16 +82,8 @@ def general_distillation(
         batched=True, remove_columns=["text"], desc="tokenize corpus",
     )
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15) if mlm else DataCollatorWithPadding(tokenizer)
-    run_dir = output_dir.with_name(output_dir.name + ".checkpoints")
-    trainer = DistillationTrainer(
-        model=student,
-        args=train.training_arguments(str(run_dir)),
-        train_dataset=features,
-        data_collator=collator,
-        processing_class=tokenizer,
-        teacher=teacher,
-        distillation=distillation,
+    run_distillation(
+        student, teacher, features, collator=collator, tokenizer=tokenizer, train=train, distillation=distillation, output_dir=output_dir
     )
-    trainer.train(resume_from_checkpoint=get_last_checkpoint(str(run_dir)) if run_dir.exists() else None)
     save(student, output_dir, tokenizer)
     return output_dir

@@ -8,11 +8,13 @@ schedules as `TrainerCallback`s and their extra loss terms through `extra_losses
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 from transformers import Trainer
+from transformers.trainer_utils import get_last_checkpoint
 
 from ..errors import ConfigError
 from .capture import ActivationCapture
@@ -149,3 +151,32 @@ def _pair_mask(inputs: dict, pair: IntermediatePair, activation: torch.Tensor) -
     if q_mask.shape[1] != activation.shape[2] or k_mask.shape[1] != activation.shape[3]:
         return None
     return q_mask[:, :, None].bool() & k_mask[:, None, :].bool()
+
+
+def run_distillation(
+    student: nn.Module,
+    teacher: nn.Module,
+    features,
+    *,
+    collator,
+    tokenizer,
+    train,
+    distillation: DistillationConfig,
+    output_dir,
+    extras=None,
+) -> DistillationTrainer:
+    """Train `student` against `teacher`, checkpointing beside `output_dir` and resuming from there."""
+    run_dir = Path(output_dir).with_name(Path(output_dir).name + ".checkpoints")
+    trainer = DistillationTrainer(
+        model=student,
+        args=train.training_arguments(str(run_dir)),
+        train_dataset=features,
+        data_collator=collator,
+        processing_class=tokenizer,
+        teacher=teacher,
+        distillation=distillation,
+        callbacks=extras.callbacks if extras else None,
+        extra_losses=extras.extra_losses if extras else None,
+    )
+    trainer.train(resume_from_checkpoint=get_last_checkpoint(str(run_dir)) if run_dir.exists() else None)
+    return trainer
