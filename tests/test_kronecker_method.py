@@ -70,34 +70,54 @@ def test_paper_presets_on_bert_base_match_the_analytic_counts():
     assert counts["kronecker21"] == analytic((384, 48), (16, 2), 16) == 5_229_810  # paper: 5.2M
 
 
-def _encoder_params(model):
-    kinds = count_parameters(model)
-    return kinds["embeddings"] + kinds["attention"] + kinds["ffn"]
+def _minilm_like():
+    # the real MiniLM-L6 shapes (hidden 384, FFN 1536, vocab 30522, 6 layers), random weights
+    config = transformers.BertConfig(hidden_size=384, intermediate_size=1536, num_hidden_layers=6, num_attention_heads=12)
+    return transformers.AutoModelForSequenceClassification.from_config(config)
 
 
-def test_target_compression_search_hits_the_budget_with_fewest_flops():
-    import random
+def _head_params(model):
+    return sum(p.numel() for n, p in model.named_parameters() if n.startswith(("bert.pooler", "classifier")))
 
-    target = 4.0
-    dense_params = _encoder_params(tiny_model("bert"))
+
+@pytest.mark.parametrize("target", [8.0, 20.0])
+def test_target_compression_search_is_balanced_full_rank_and_fewest_flops(target):
+    from itertools import product
+
+    from leanformer.methods.kronecker.search import divisors
+
+    dense = _minilm_like()
     config = KroneckerConfig(target_compression=target)
-    chosen = leanformer.compress(tiny_model("bert"), config)
-    chosen_params, chosen_flops = _encoder_params(chosen), flops_per_token(chosen)
-    # the LayerNorms inside the layers count as "other" here but as encoder in the search: allow that slack
-    assert target * 0.9 <= dense_params / chosen_params <= target * 1.25 * 1.1
-    # independent check: build alternatives as real models; none in the same budget has fewer FLOPs
-    rng = random.Random(0)
-    divs = [1, 2, 4, 8, 16, 32]
-    for _ in range(40):
-        alt = KroneckerConfig(
-            attention_a=[rng.choice(divs), rng.choice(divs)],
-            ffn_a=[rng.choice(divs + [64]), rng.choice(divs)],
-            embedding_n=rng.choice([2, 4, 8, 16, 32]),
-        )
-        model = leanformer.compress(tiny_model("bert"), alt)
-        params = _encoder_params(model)
-        if chosen_params * 0.9 <= params <= dense_params / target:
-            assert flops_per_token(model) >= chosen_flops, (alt, resolved_shapes(tiny_model("bert"), config))
+    att, ffn, n = resolved_shapes(dense, config)
+    student = rebuild_kronecker(_minilm_like(), config)
+    ratio = (count_parameters(dense)["total"] - _head_params(dense)) / (count_parameters(student)["total"] - _head_params(student))
+    assert target <= ratio <= 1.15 * target
+
+    # independent check, with real layers: every balanced full-rank alternative that meets the budget costs >= FLOPs
+    def options(rows, cols):
+        out = []
+        for m1, n1 in product(divisors(rows), divisors(cols)):
+            layer = KroneckerLinear(cols, rows, (m1, n1))
+            rank = min(m1, n1) * min(rows // m1, cols // n1)
+            c = rows * cols / (layer.A.numel() + layer.B.numel())
+            if rank == min(rows, cols) and target / 2 <= c <= 2 * target:
+                out.append(((m1, n1), layer.A.numel() + layer.B.numel(), layer.flops_per_token()))
+        return out
+
+    att_opts, ffn_opts = options(384, 384), options(1536, 384)
+    def emb_compression(k):
+        layer = KroneckerEmbedding(30522, 384, k)
+        return 30522 * 384 / (layer.A.numel() + layer.B.numel())
+
+    emb_opts = [(k, 30522 * 384 // k + k, 384) for k in divisors(384) if k > 1 and target / 2 <= emb_compression(k) <= 2 * target]
+    assert tuple(att) in [o[0] for o in att_opts] and tuple(ffn) in [o[0] for o in ffn_opts] and n in [o[0] for o in emb_opts]
+    fixed = count_parameters(dense)["total"] - _head_params(dense) - 24 * 384 * 384 - 12 * 1536 * 384 - 30522 * 384
+    dense_params = count_parameters(dense)["total"] - _head_params(dense)
+    chosen_flops = 24 * dict((o[0], o[2]) for o in att_opts)[tuple(att)] + 12 * dict((o[0], o[2]) for o in ffn_opts)[tuple(ffn)]
+    for a, f, e in product(att_opts, ffn_opts, emb_opts):
+        params = fixed + 24 * a[1] + 12 * f[1] + e[1]
+        if target <= dense_params / params <= 1.15 * target:
+            assert 24 * a[2] + 12 * f[2] >= chosen_flops, (a, f, e)
 
 
 def test_save_and_load_give_identical_logits(tmp_path):
@@ -123,8 +143,10 @@ def test_config_errors_name_the_fix():
         KroneckerConfig(target_compression=8.0, attention_a=[2, 2])
     with pytest.raises(ConfigError, match="nothing to decompose"):
         KroneckerConfig()
-    with pytest.raises(ConfigError, match="out of reach"):
+    with pytest.raises(ConfigError, match="target_compression 500.0: no balanced Kronecker shapes"):
         leanformer.compress(tiny_model("bert"), KroneckerConfig(target_compression=500.0))
+    with pytest.raises(ConfigError, match="target_compression 8.0 is out of reach"):
+        leanformer.compress(tiny_model("bert"), KroneckerConfig(target_compression=8.0, roles=["query"]))
     with pytest.raises(ConfigError, match="unknown Kronecker preset"):
         KroneckerConfig.preset("kronecker9")
 

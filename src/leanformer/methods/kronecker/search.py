@@ -1,18 +1,25 @@
 """Search Kronecker factor shapes for a target compression, with the fewest FLOPs.
 
-Candidates are every A shape (divisor of rows × divisor of cols) for the attention weights
-(hidden × hidden) and FFN W1 (intermediate × hidden; W2 transposed), plus "keep dense", and every
-embedding n dividing hidden (plus "keep dense"). A combination is feasible when the parameters of
-encoder + embeddings land in [budget/1.25, budget], budget = dense parameters / target; among
-feasible ones the fewest FLOPs per token win, ties going to more parameters (more capacity).
-FLOPs follow the layers' own rule (a shape runs dense when factoring saves too little).
+Minimising FLOPs over the whole model alone degenerates: it crushes the attention and FFN
+weights to rank-1 outer products (A 1×384 ⊗ B 384×1) and spends the parameter budget on the
+embedding table. So the search is constrained:
+
+1. Balance: every kind of weight (attention maps, FFN W1/W2, word embeddings) is compressed by
+   a factor within [target/2, 2·target].
+2. Full rank: a linear factorisation must be able to reach full rank: rank(A⊗B) =
+   rank(A)·rank(B) ≤ min(m1, n1)·min(m2, n2), which must equal min(m, n). (This excludes
+   rank-deficient shapes such as the paper's KroneckerBERT21 attention A 384×48 ⊗ B 2×16;
+   explicit shapes remain possible.)
+3. Budget: encoder + embeddings (with what stays dense: positions, biases, LayerNorms) are
+   compressed by at least the target and at most 15% more (else the smallest overshoot).
+
+Among the combinations left, the fewest FLOPs per token win (the layers' own rule: a shape whose
+factored path saves too little runs dense), then the most parameters.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
 
 from ...errors import ConfigError
 from .layers import FACTORED_MAX_FLOP_RATIO, factored_flops
@@ -32,46 +39,76 @@ class Dimensions:
     other_params: int  # encoder + embedding parameters that stay dense (biases, LayerNorms, positions)
 
 
-def _linear_options(rows: int, cols: int, terms: int, count: int):
-    """(shape or None, params, flops) for one kind of weight used `count` times per model."""
+@dataclass(frozen=True)
+class Candidate:
+    shape: list[int] | int | None  # A shape, embedding n, or None (dense)
+    params: int
+    flops: int
+
+    def compression(self, dense: int) -> float:
+        return dense / self.params
+
+
+def full_rank_capable(rows: int, cols: int, a_shape: tuple[int, int]) -> bool:
+    m1, n1 = a_shape
+    return min(m1, n1) * min(rows // m1, cols // n1) == min(rows, cols)
+
+
+def linear_candidates(rows: int, cols: int, terms: int = 1) -> list[Candidate]:
     dense = rows * cols
-    options = [(None, count * dense, count * 2 * dense)]
+    out = []
     for m1 in divisors(rows):
         for n1 in divisors(cols):
-            a, b = (m1, n1), (rows // m1, cols // n1)
-            params = terms * (m1 * n1 + b[0] * b[1])
-            flops = terms * factored_flops(a, b)[0]
+            if (m1, n1) == (1, 1) or (m1, n1) == (rows, cols) or not full_rank_capable(rows, cols, (m1, n1)):
+                continue
+            b = (rows // m1, cols // n1)
+            flops = terms * factored_flops((m1, n1), b)[0]
             if flops > FACTORED_MAX_FLOP_RATIO * 2 * dense:
                 flops = 2 * dense  # runs dense (see layers.FACTORED_MAX_FLOP_RATIO)
-            options.append(([m1, n1], count * params, count * flops))
-    return options
+            out.append(Candidate([m1, n1], terms * (m1 * n1 + b[0] * b[1]), flops))
+    return out
+
+
+def embedding_candidates(vocab: int, hidden: int, terms: int = 1) -> list[Candidate]:
+    return [Candidate(n, terms * (vocab * hidden // n + n), terms * hidden) for n in divisors(hidden) if n > 1]
+
+
+def _balanced(candidates: list[Candidate], dense: int, target: float) -> list[Candidate]:
+    return [c for c in candidates if target / 2 <= c.compression(dense) <= 2 * target]
 
 
 def search_shapes(dims: Dimensions, target: float, terms: int = 1, roles: tuple[str, ...] = ()) -> tuple[list | None, list | None, int]:
     """(attention A shape, FFN W1 A shape, embedding n) for `target`× fewer encoder+embedding parameters."""
-    h, i, v, layers = dims.hidden, dims.intermediate, dims.vocab, dims.layers
+    h, i, v = dims.hidden, dims.intermediate, dims.vocab
     n_att = sum(r in roles for r in ("query", "key", "value", "attention_output")) * dims.attention_blocks
-    n_ffn = sum(r in roles for r in ("ffn_in", "ffn_out")) * layers
-    att = _linear_options(h, h, terms, n_att) if n_att else [(None, 0, 0)]
-    ffn = _linear_options(i, h, terms, n_ffn) if n_ffn else [(None, 0, 0)]
-    emb = [(0, v * h, 0)]
-    if "embeddings" in roles:
-        emb += [(n, terms * (v * h // n + n), terms * h) for n in divisors(h) if n > 1]
-    dense_total = dims.other_params + (h * h * n_att) + (i * h * n_ffn) + v * h
-    budget = dense_total / target
+    n_ffn = sum(r in roles for r in ("ffn_in", "ffn_out")) * dims.layers
+    dense_total = dims.other_params + n_att * h * h + n_ffn * i * h + v * h
+    keep = [Candidate(None, 0, 0)]
+    att = _balanced(linear_candidates(h, h, terms), h * h, target) if n_att else keep
+    ffn = _balanced(linear_candidates(i, h, terms), i * h, target) if n_ffn else keep
+    emb = _balanced(embedding_candidates(v, h, terms), v * h, target) if "embeddings" in roles else keep
+    if not (att and ffn and emb):
+        raise ConfigError(f"target_compression {target}: no balanced Kronecker shapes for hidden {h}, FFN {i}; set the shapes explicitly")
 
-    p = lambda opts: np.array([o[1] for o in opts], dtype=np.float64)  # noqa: E731
-    f = lambda opts: np.array([o[2] for o in opts], dtype=np.float64)  # noqa: E731
-    params = dims.other_params + p(att)[:, None, None] + p(ffn)[None, :, None] + p(emb)[None, None, :]
-    flops = f(att)[:, None, None] + f(ffn)[None, :, None] + f(emb)[None, None, :]
-    feasible = (params <= budget) & (params >= budget / 1.25)
-    if not feasible.any():
-        smallest = params.min()
+    combos = []
+    for a in att:
+        for f in ffn:
+            for e in emb:
+                params = (
+                    dims.other_params
+                    + n_att * (a.params if a.shape else h * h)
+                    + n_ffn * (f.params if f.shape else i * h)
+                    + (e.params if e.shape else v * h)
+                )
+                flops = n_att * a.flops + n_ffn * f.flops + e.flops
+                combos.append((dense_total / params, flops, params, a, f, e))
+    reached = [c for c in combos if c[0] >= target]
+    if not reached:
+        best = max(c[0] for c in combos)
         raise ConfigError(
-            f"target_compression {target} is out of reach: the most compressed shapes give {dense_total / smallest:.1f}×; "
-            "choose a smaller target or add roles"
+            f"target_compression {target} is out of reach: balanced shapes give at most {best:.1f}× (the parts that stay "
+            f"dense hold {dims.other_params:,} of {dense_total:,} parameters); choose a smaller target or add roles"
         )
-    # fewest FLOPs, then most parameters
-    score = np.where(feasible, flops - params / (params.max() + 1.0), np.inf)
-    a, b, c = np.unravel_index(np.argmin(score), score.shape)
-    return att[a][0], ffn[b][0], emb[c][0]
+    window = [c for c in reached if c[0] <= 1.15 * target] or [min(reached, key=lambda c: c[0])]
+    _, _, _, a, f, e = min(window, key=lambda c: (c[1], -c[2]))
+    return a.shape, f.shape, (e.shape or 0)
