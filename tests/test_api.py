@@ -112,3 +112,28 @@ def test_save_refuses_to_overwrite_when_asked(tmp_path):
     with pytest.raises(LeanformerError, match="exists: pass --overwrite"):
         leanformer.save(model, tmp_path / "m", overwrite=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary directories left behind
+
+
+@dataclass
+class StructuredConfig(ConfigBase):
+    roles: list[str] = field(default_factory=lambda: ["ffn_in"])
+
+
+def test_recorded_structure_reaches_rebuild(tmp_path):
+    seen = {}
+
+    def rebuild(model, config, structure):
+        seen["structure"] = structure
+        return _swap(model, config)
+
+    register_method("structured", StructuredConfig, apply=_swap, rebuild=rebuild)
+    try:
+        student = leanformer.compress(tiny_model("bert"), StructuredConfig())
+        leanformer.api.record_structure(student, {"heads": [4, 3]})
+        leanformer.save(student, tmp_path / "s")
+        leanformer.load(tmp_path / "s")
+        assert seen["structure"] == {"heads": [4, 3]}
+        with pytest.raises(LeanformerError, match="needs a model made by leanformer.compress"):
+            leanformer.api.record_structure(tiny_model("bert"), {})
+    finally:
+        _METHODS.pop("structured", None)

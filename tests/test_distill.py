@@ -174,3 +174,15 @@ def test_config_validation():
     cfg = DistillationConfig(hidden_weight=1)
     assert DistillationConfig.from_yaml(cfg.to_yaml()) == cfg
     assert DistillationConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_learning_rates_give_named_parameters_their_own_group(tmp_path):
+    teacher = tiny_model("bert")
+    student = copy.deepcopy(teacher)
+    student.register_parameter("mask_scores", torch.nn.Parameter(torch.zeros(3)))
+    trainer = _trainer(student, teacher, tmp_path, config=DistillationConfig(), learning_rates={"mask_scores": 0.01})
+    optimizer = trainer.create_optimizer()
+    special = [g for g in optimizer.param_groups if g["lr"] == 0.01]
+    assert len(special) == 1 and special[0]["params"][0] is student.mask_scores and special[0]["weight_decay"] == 0.0
+    others = [p for g in optimizer.param_groups if g["lr"] != 0.01 for p in g["params"]]
+    assert len(others) == len(list(student.parameters())) - 1

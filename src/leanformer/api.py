@@ -40,6 +40,15 @@ def compress(model: nn.Module, config: ConfigBase) -> nn.Module:
     return student
 
 
+def record_structure(model: nn.Module, structure: dict) -> None:
+    """Attach what a method decided during training (e.g. heads kept per layer) to its recipe stage,
+    so `load` can rebuild the exact structure before reading the weights."""
+    entry = getattr(model.config, RECIPE_KEY, None)
+    if not entry or not entry.get("recipe"):
+        raise LeanformerError("record_structure needs a model made by leanformer.compress")
+    entry["recipe"][-1]["structure"] = structure
+
+
 def save(
     model: nn.Module,
     path: str | os.PathLike,
@@ -108,7 +117,7 @@ def load(path: str | os.PathLike, *, trust_remote_code: bool = False) -> nn.Modu
     model = cls(config)
     for stage in stages:
         method = method_by_name(stage["method"])
-        model = method.rebuild(model, method.config_class.from_dict(stage["config"]))
+        model = method.rebuild(model, method.config_class.from_dict(stage["config"]), stage.get("structure"))
     state = _read_weights(path)
     result = model.load_state_dict(state, strict=False)
     tied = _tied_parameter_names(model)

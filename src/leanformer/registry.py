@@ -22,7 +22,8 @@ class Method:
     # Replace modules using the trained dense weights (e.g. SVD init of Kronecker factors).
     apply: Callable[[nn.Module, ConfigBase], nn.Module]
     # Build the same structure with uninitialised weights, so saved weights can be loaded into it.
-    rebuild: Callable[[nn.Module, ConfigBase], nn.Module]
+    # The third argument is the stage's recorded structure (see `api.record_structure`), or None.
+    rebuild: Callable[[nn.Module, ConfigBase, dict | None], nn.Module]
     description: str = ""
     # What the method adds to distillation training: callbacks (schedules), extra loss terms.
     training_extras: Callable[[nn.Module, ConfigBase], "TrainingExtras"] | None = None
@@ -38,6 +39,9 @@ class Method:
 class TrainingExtras:
     callbacks: list = field(default_factory=list)  # transformers.TrainerCallback instances
     extra_losses: dict = field(default_factory=dict)  # name -> fn(model) -> scalar tensor
+    # parameter-name suffix -> learning rate: such parameters get their own optimizer group,
+    # without weight decay (e.g. pruning scores train at 1e-2 while weights train at 3e-5)
+    learning_rates: dict = field(default_factory=dict)
 
 
 _METHODS: dict[str, Method] = {}
@@ -48,14 +52,17 @@ def register_method(
     config_class: type[ConfigBase],
     *,
     apply: Callable[[nn.Module, ConfigBase], nn.Module],
-    rebuild: Callable[[nn.Module, ConfigBase], nn.Module] | None = None,
+    rebuild: Callable[[nn.Module, ConfigBase, dict | None], nn.Module] | None = None,
     description: str = "",
     training_extras: Callable[[nn.Module, ConfigBase], TrainingExtras] | None = None,
     finalize: Callable[[nn.Module, ConfigBase], nn.Module] | None = None,
     demo_config: Callable[[], ConfigBase] | None = None,
     default_distillation: Callable[[], ConfigBase] | None = None,
 ) -> Method:
-    method = Method(name, config_class, apply, rebuild or apply, description, training_extras, finalize, demo_config, default_distillation)
+    method = Method(
+        name, config_class, apply, rebuild or (lambda model, config, structure: apply(model, config)),
+        description, training_extras, finalize, demo_config, default_distillation,
+    )
     _METHODS[name] = method
     return method
 

@@ -47,8 +47,10 @@ class DistillationTrainer(Trainer):
         distillation: DistillationConfig | None = None,
         intermediate: list[IntermediatePair] | None = None,
         extra_losses: dict[str, ExtraLoss] | None = None,
+        learning_rates: dict[str, float] | None = None,
         **kwargs,
     ):
+        self.learning_rates = dict(learning_rates or {})
         super().__init__(*args, **kwargs)
         check_compatible(self.model, teacher)
         self.distillation = distillation or DistillationConfig()
@@ -61,6 +63,28 @@ class DistillationTrainer(Trainer):
         self.extra_losses: dict[str, ExtraLoss] = dict(extra_losses or {})
         self._loss_sums: dict[str, float] = defaultdict(float)
         self._loss_steps = 0
+
+    def create_optimizer(self, model=None):
+        """The Trainer's optimizer, plus one group per `learning_rates` suffix (no weight decay)."""
+        if not self.learning_rates or self.optimizer is not None:
+            return super().create_optimizer(model)
+        model = model or self.model
+        special = {suffix: [] for suffix in self.learning_rates}
+        decay, no_decay = [], []
+        decay_names = set(self.get_decay_parameter_names(model))
+        for name, param in model.named_parameters():
+            if not param.requires_grad:
+                continue
+            suffix = next((s for s in self.learning_rates if name.endswith(s)), None)
+            if suffix is not None:
+                special[suffix].append(param)
+            else:
+                (decay if name in decay_names else no_decay).append(param)
+        groups = [{"params": decay, "weight_decay": self.args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups += [{"params": ps, "weight_decay": 0.0, "lr": self.learning_rates[s]} for s, ps in special.items() if ps]
+        optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, model)
+        self.optimizer = optimizer_cls([g for g in groups if g["params"]], **optimizer_kwargs)
+        return self.optimizer
 
     def distillation_losses(self, model: nn.Module, inputs: dict) -> tuple[dict[str, torch.Tensor], object]:
         """Each loss component (unweighted) for one batch, and the student's outputs."""
@@ -177,6 +201,7 @@ def run_distillation(
         distillation=distillation,
         callbacks=extras.callbacks if extras else None,
         extra_losses=extras.extra_losses if extras else None,
+        learning_rates=extras.learning_rates if extras else None,
     )
     trainer.train(resume_from_checkpoint=get_last_checkpoint(str(run_dir)) if run_dir.exists() else None)
     return trainer

@@ -91,5 +91,5 @@ def apply_kronecker(model: nn.Module, config: KroneckerConfig, *, initialise: bo
     return model
 
 
-def rebuild_kronecker(model: nn.Module, config: KroneckerConfig) -> nn.Module:
+def rebuild_kronecker(model: nn.Module, config: KroneckerConfig, structure: dict | None = None) -> nn.Module:
     return apply_kronecker(model, config, initialise=False)
