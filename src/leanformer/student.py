@@ -59,9 +59,17 @@ def distil_student(
         student, teacher, features, collator=collator, tokenizer=tokenizer, train=train,
         distillation=distillation, output_dir=output_dir, extras=extras,
     )
-    seconds = time.perf_counter() - started
     if method.finalize:
         student = method.finalize(student, method_config)
+        refine_epochs = getattr(method_config, "refine_epochs", 0) or 0
+        if refine_epochs > 0:
+            # e.g. Block Pruning's "hybrid filled": distil the finalized, smaller dense model again
+            refine = TrainConfig(**{**train.to_dict(), "epochs": float(refine_epochs), "max_steps": -1})
+            run_distillation(
+                student, teacher, features, collator=collator, tokenizer=tokenizer, train=refine,
+                distillation=distillation, output_dir=output_dir.with_name(output_dir.name + ".refine"),
+            )
+    seconds = time.perf_counter() - started
 
     metrics = {
         split: evaluate_model(student, tokenizer, task, split, batch_size=train.eval_batch_size, max_length=train.max_length, progress=train.progress)
