@@ -66,8 +66,9 @@ def main() -> None:
         render(out_json, command)
 
 
-def _metrics(values: dict) -> str:
-    return ", ".join(f"{name} {value:.2f}" for name, value in values.items())
+def _metrics(values: dict, primary: str) -> str:
+    order = [primary] + [name for name in values if name != primary]  # the task's main metric first
+    return ", ".join(f"{name} {values[name]:.2f}" for name in order)
 
 
 def render(out_json: Path, command: str) -> None:
@@ -90,7 +91,7 @@ def render(out_json: Path, command: str) -> None:
     for r in rows:
         e = r.extra
         lines.append(
-            f"| {r.task} | {_metrics(e['metrics_test'])} | {_metrics(e['metrics_validation'])} | {e['train_examples']:,} | {e['epochs']:g} | "
+            f"| {r.task} | {_metrics(e['metrics_test'], r.metric_name)} | {_metrics(e['metrics_validation'], r.metric_name)} | {e['train_examples']:,} | {e['epochs']:g} | "
             f"{e['train_seconds'] / 60:.1f} min | {r.params / 1e6:.1f}M | {r.bytes / 1e6:.1f} | {r.latency_b1_ms:.1f} | {r.latency_b32_ms:.0f} |"
         )
     (HERE / "teacher.md").write_text("\n".join(lines) + "\n")
