@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(STUDENT_TRAIN))
     parser.add_argument("--compressions", nargs="+", type=float, default=[8.0, 20.0])
     parser.add_argument("--variants", type=int, default=len(VARIANTS), help="run the first N variants")
-    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--corpus_samples", type=int, default=8000)
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()

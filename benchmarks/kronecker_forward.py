@@ -50,10 +50,11 @@ def main() -> None:
     rows = []
     for label, (out_f, in_f) in WEIGHTS.items():
         shapes = [(m1, n1) for m1 in divisors(out_f) for n1 in divisors(in_f) if 1 < m1 * n1 < out_f * in_f]
-        # spread the sample over compression ratios: sort by parameter count, take evenly spaced ones
+        # spread the sample over compression ratios, both ends included: sort by parameter count,
+        # take evenly spaced ones (the low-compression end is where the dense path should win)
         shapes.sort(key=lambda s: s[0] * s[1] + (out_f // s[0]) * (in_f // s[1]))
-        step = max(1, len(shapes) // args.max_shapes)
-        for a_shape in shapes[::step][: args.max_shapes]:
+        picks = sorted({round(k * (len(shapes) - 1) / (args.max_shapes - 1)) for k in range(args.max_shapes)})
+        for a_shape in [shapes[k] for k in picks]:
             factored = KroneckerLinear(in_f, out_f, a_shape, forward_mode="factored")
             dense = KroneckerLinear(in_f, out_f, a_shape, forward_mode="dense")
             dense.load_state_dict(factored.state_dict())

@@ -27,7 +27,7 @@ class DemoConfig(ConfigBase):
     task: str = field(default="glue/sst2", metadata={"help": "Task to fine-tune and evaluate on."})
     train_samples: int = field(default=4000, metadata={"help": "Training examples (seeded subsample of the train split)."})
     epochs: float = field(default=1.0, metadata={"help": "Teacher fine-tuning epochs."})
-    student_epochs: float = field(default=1.0, metadata={"help": "Student distillation epochs."})
+    student_epochs: float = field(default=2.0, metadata={"help": "Student distillation epochs (a method's demo settings may override)."})
     max_length: int = field(default=64, metadata={"help": "Maximum tokens per training example."})
     batch_size: int = field(default=32, metadata={"help": "Training batch size."})
     repeats: int = field(default=5, metadata={"help": "Timed repeats per model and batch size."})
@@ -55,7 +55,7 @@ def run_demo(cfg: DemoConfig) -> str:
     students = []
     for i, (name, method) in enumerate(demos.items(), 1):
         print(f"[2/3] student {i}/{len(demos)}: {name}", flush=True)
-        student_train = TrainConfig(**{**train.to_dict(), "epochs": cfg.student_epochs, "learning_rate": 1e-4})
+        student_train = TrainConfig(**{**train.to_dict(), "epochs": cfg.student_epochs, "learning_rate": 1e-4, **(method.demo_train or {})})
         losses = method.default_distillation() if method.default_distillation else DistillationConfig()
         path = distil_student(teacher_path, method.demo_config(), task, student_train, losses, out / name, overwrite=True)
         students.append(Candidate(name, path, method=name))

@@ -33,6 +33,8 @@ class Method:
     demo_config: Callable[[], ConfigBase] | None = None
     # The distillation losses the method's paper trains with (used when the user gives none).
     default_distillation: Callable[[], ConfigBase] | None = None
+    # TrainConfig overrides for the demo's short run (e.g. the learning rate that suits the method).
+    demo_train: dict | None = None
 
 
 @dataclass
@@ -58,10 +60,11 @@ def register_method(
     finalize: Callable[[nn.Module, ConfigBase], nn.Module] | None = None,
     demo_config: Callable[[], ConfigBase] | None = None,
     default_distillation: Callable[[], ConfigBase] | None = None,
+    demo_train: dict | None = None,
 ) -> Method:
     method = Method(
         name, config_class, apply, rebuild or (lambda model, config, structure: apply(model, config)),
-        description, training_extras, finalize, demo_config, default_distillation,
+        description, training_extras, finalize, demo_config, default_distillation, demo_train,
     )
     _METHODS[name] = method
     return method
