@@ -10,8 +10,8 @@ Either contraction may go first; the order with fewer FLOPs is used.
 `forward_mode`: "factored" always uses the factors, "dense" materialises W = Σ Aᵢ⊗Bᵢ (costs
 one dense weight per call) and calls `F.linear`, and "auto" (default) uses the factored path
 only when its FLOPs are at most `FACTORED_MAX_FLOP_RATIO` of the dense matmul's: a
-deterministic rule, derived from measuring both paths on every shape of the benchmarks
-(benchmarks/kronecker.md, "forward paths"); `measure_forward_modes` re-measures per shape.
+deterministic rule (the same path on every run), derived from measuring both paths per shape
+(benchmarks/kronecker_forward.md).
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from torch import nn
 
 from .nearest import kron_sum, nearest_kronecker_product
 
-# The factored path wins on CPU only when it saves at least this fraction of the dense FLOPs:
-# below it, the extra GEMM launches and the transposes cost more than they save.
-FACTORED_MAX_FLOP_RATIO = 0.5
+# Factored when its FLOPs are at most this fraction of the dense matmul's. Measured on 120
+# shape/token cases (benchmarks/kronecker_forward.md): the factored path wins at every FLOP ratio
+# up to 0.5, the largest a non-trivial factorisation has, except for a large A with a tiny B at
+# 4096 tokens (the transposes around the A contraction then cost more than they save).
+FACTORED_MAX_FLOP_RATIO = 0.75
 # A contraction as batched tiny GEMMs when A has at most this many entries.
 SMALL_A = 64
 
