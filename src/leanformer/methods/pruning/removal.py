@@ -1,0 +1,208 @@
+"""Physical removal: bake the masks, drop dead heads and FFN dims, leave a smaller dense model.
+
+Rules (all exact: the smaller model computes what the masked one did):
+- a head is removed when its rows are empty (all-zero weights and bias) in all of Q, K and V: its
+  values are then zero, so it adds nothing. A head empty in Q or K alone still attends
+  (uniformly) and passes its values on, so it stays. Each layer keeps at least one head (the one
+  with the most surviving weight in Q, K, V and the attention output);
+- an FFN dim is removed when its W1 row (weights and bias) or its W2 column is empty (exact for
+  activations with act(0) = 0: GELU, ReLU, SiLU); each layer keeps at least one dim.
+Removal slices Q/K/V rows, attention-output columns, W1 rows (and biases) and W2 columns into
+plain `nn.Linear`s and updates the attention module's head count attributes, so the model stays
+its transformers class. The kept structure is recorded in the recipe (`record_structure`):
+    {"heads": [kept per layer], "head_indices": [[kept head ids] per layer], "ffn_dims": [kept per layer]}
+`apply_structure` reproduces it on a freshly built dense model for `leanformer.load`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+import torch
+from torch import nn
+
+from ...api import record_structure
+from ...architectures import LayerRef, get_architecture, iter_layers
+from ...errors import ConfigError, LeanformerError
+from .config import BlockPruningConfig
+from .layers import MaskedLinear, find_state
+from .schedule import finish_state
+
+# Families whose attention adds a per-head bias computed once for all layers with the model's full
+# head count (MPNet's relative position bias): name of that forward argument. After removing
+# heads, a pre-hook hands each layer only its kept heads' slice of it.
+SHARED_HEAD_BIAS = {"mpnet": "position_bias"}
+KEPT_HEADS_BUFFER = "pruned_head_index"
+
+
+def replace_module(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, child, module)
+
+
+def _alive_rows(linear: nn.Linear) -> torch.Tensor:
+    alive = (linear.weight != 0).any(dim=1)
+    return alive | (linear.bias != 0) if linear.bias is not None else alive
+
+
+def surviving_heads(query: nn.Linear, key: nn.Linear, value: nn.Linear, output: nn.Linear, num_heads: int) -> list[int]:
+    """Heads with a non-empty row in Q, K or V (at least one: the one with the most weight left)."""
+    d = query.out_features // num_heads
+    keep = torch.zeros(num_heads, dtype=torch.bool, device=query.weight.device)
+    for linear in (query, key, value):
+        keep |= _alive_rows(linear).reshape(num_heads, d).any(dim=1)
+    if not keep.any():
+        mass = sum(lin.weight.abs().reshape(num_heads, -1).sum(dim=1) for lin in (query, key, value))
+        mass = mass + output.weight.abs().reshape(output.out_features, num_heads, d).sum(dim=(0, 2))
+        keep[mass.argmax()] = True
+    return keep.nonzero().flatten().tolist()
+
+
+def surviving_ffn_dims(ffn_in: nn.Linear, ffn_out: nn.Linear) -> list[int]:
+    """Intermediate dims whose W1 row and W2 column are both non-empty (at least one)."""
+    keep = _alive_rows(ffn_in) & (ffn_out.weight != 0).any(dim=0)
+    if not keep.any():
+        mass = ffn_in.weight.abs().sum(dim=1) + ffn_out.weight.abs().sum(dim=0)
+        keep[mass.argmax()] = True
+    return keep.nonzero().flatten().tolist()
+
+
+def _select(linear: nn.Linear, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None) -> nn.Linear:
+    """A new `nn.Linear` with the chosen output rows (and bias entries) and input columns."""
+    weight = linear.weight.detach()
+    bias = linear.bias.detach() if linear.bias is not None else None
+    if rows is not None:
+        weight = weight.index_select(0, rows)
+        bias = bias.index_select(0, rows) if bias is not None else None
+    if cols is not None:
+        weight = weight.index_select(1, cols)
+    new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(weight)
+        if bias is not None:
+            new.bias.copy_(bias)
+    return new
+
+
+def _select_bias_heads(module: nn.Module, args: tuple, kwargs: dict, *, name: str, index: int):
+    heads = getattr(module, KEPT_HEADS_BUFFER)
+    if kwargs.get(name) is not None:
+        kwargs = {**kwargs, name: kwargs[name].index_select(1, heads)}
+    elif len(args) > index and args[index] is not None:
+        args = (*args[:index], args[index].index_select(1, heads), *args[index + 1:])
+    return args, kwargs
+
+
+def _install_bias_selector(attention: nn.Module, kept: list[int], argument: str) -> None:
+    index = torch.tensor(kept, dtype=torch.long, device=next(attention.parameters()).device)
+    if hasattr(attention, KEPT_HEADS_BUFFER):  # already pruned once: compose the selections
+        setattr(attention, KEPT_HEADS_BUFFER, getattr(attention, KEPT_HEADS_BUFFER).index_select(0, index))
+        return
+    attention.register_buffer(KEPT_HEADS_BUFFER, index, persistent=False)
+    position = list(inspect.signature(attention.forward).parameters).index(argument)
+    attention.register_forward_pre_hook(functools.partial(_select_bias_heads, name=argument, index=position), with_kwargs=True)
+
+
+def remove_heads(layer: LayerRef, kept: list[int], model_type: str) -> None:
+    """Keep only heads `kept` (ids in the current numbering) of the layer's attention."""
+    (att,) = layer.stack.attentions
+    attention = layer.module.get_submodule(att.module)
+    heads = getattr(attention, att.num_heads_attr)
+    if list(kept) == list(range(heads)):
+        return
+    query = layer.module.get_submodule(att.query)
+    d = query.out_features // heads
+    rows = torch.tensor([h * d + i for h in kept for i in range(d)], dtype=torch.long, device=query.weight.device)
+    for rel in (att.query, att.key, att.value):
+        replace_module(layer.module, rel, _select(layer.module.get_submodule(rel), rows=rows))
+    replace_module(layer.module, att.output, _select(layer.module.get_submodule(att.output), cols=rows))
+    setattr(attention, att.num_heads_attr, len(kept))
+    if hasattr(attention, "all_head_size"):
+        attention.all_head_size = len(kept) * d
+    argument = SHARED_HEAD_BIAS.get(model_type)
+    if argument is not None:
+        _install_bias_selector(attention, list(kept), argument)
+
+
+def remove_ffn_dims(layer: LayerRef, kept: list[int]) -> None:
+    ffn = layer.stack.ffn
+    ffn_in = layer.module.get_submodule(ffn.input)
+    if list(kept) == list(range(ffn_in.out_features)):
+        return
+    index = torch.tensor(kept, dtype=torch.long, device=ffn_in.weight.device)
+    replace_module(layer.module, ffn.input, _select(ffn_in, rows=index))
+    replace_module(layer.module, ffn.output, _select(layer.module.get_submodule(ffn.output), cols=index))
+
+
+def bake_masks(model: nn.Module) -> None:
+    """Replace every `MaskedLinear` by a plain `nn.Linear` holding its masked weight and bias."""
+    masked = [(name, m) for name, m in model.named_modules() if isinstance(m, MaskedLinear)]
+    baked = [(name, m.to_linear()) for name, m in masked]  # every mask first: layers share scores
+    for name, linear in baked:
+        replace_module(model, name, linear)
+
+
+def _layer_linears(layer: LayerRef) -> list[nn.Linear]:
+    (att,) = layer.stack.attentions
+    rels = (att.query, att.key, att.value, att.output, layer.stack.ffn.input, layer.stack.ffn.output)
+    return [layer.module.get_submodule(rel) for rel in rels]
+
+
+def remove_pruned_structure(model: nn.Module) -> dict:
+    """Remove dead heads and FFN dims of every layer (masks already baked); returns the structure kept."""
+    model_type = get_architecture(model).model_type
+    structure: dict[str, list] = {"heads": [], "head_indices": [], "ffn_dims": []}
+    for layer in iter_layers(model):
+        (att,) = layer.stack.attentions
+        query, key, value, output, ffn_in, ffn_out = _layer_linears(layer)
+        heads = surviving_heads(query, key, value, output, getattr(layer.module.get_submodule(att.module), att.num_heads_attr))
+        dims = surviving_ffn_dims(ffn_in, ffn_out)
+        remove_heads(layer, heads, model_type)
+        remove_ffn_dims(layer, dims)
+        structure["heads"].append(len(heads))
+        structure["head_indices"].append(heads)
+        structure["ffn_dims"].append(len(dims))
+    return structure
+
+
+def fill_zeros(model: nn.Module, std: float, generator: torch.Generator | None = None) -> None:
+    """Hybrid filled: the zeros left in the encoder's linears (inside kept heads and dims) become N(0, std²) noise."""
+    with torch.no_grad():
+        for layer in iter_layers(model):
+            for linear in _layer_linears(layer):
+                zeros = linear.weight == 0
+                noise = torch.randn(linear.weight.shape, generator=generator, dtype=linear.weight.dtype).to(linear.weight.device)
+                linear.weight.copy_(torch.where(zeros, noise * std, linear.weight))
+
+
+def finalize_pruning(model: nn.Module, config: BlockPruningConfig) -> nn.Module:
+    """Bake the end-of-schedule masks, remove dead heads and FFN dims, record the structure."""
+    state = find_state(model)
+    if state is None:
+        raise ConfigError("the model has no masked layers: compress it with BlockPruningConfig before finalizing")
+    finish_state(state, config)
+    bake_masks(model)
+    structure = remove_pruned_structure(model)
+    if config.fill_noise_std > 0:
+        fill_zeros(model, config.fill_noise_std)
+    record_structure(model, structure)
+    return model
+
+
+def apply_structure(model: nn.Module, structure: dict) -> nn.Module:
+    """Slice a dense model to a recorded structure (values are replaced by the loaded weights)."""
+    layers = list(iter_layers(model))
+    try:
+        head_indices, ffn_dims = structure["head_indices"], structure["ffn_dims"]
+    except (KeyError, TypeError):
+        raise LeanformerError(f"the recorded pruning structure has no head_indices/ffn_dims: {structure!r}") from None
+    if not (len(head_indices) == len(ffn_dims) == len(layers)):
+        raise LeanformerError(
+            f"the recorded pruning structure describes {len(head_indices)} layers but the model has {len(layers)}; was config.json edited?"
+        )
+    model_type = get_architecture(model).model_type
+    for layer, heads, dims in zip(layers, head_indices, ffn_dims):
+        remove_heads(layer, heads, model_type)
+        remove_ffn_dims(layer, list(range(dims)))
+    return model

@@ -1,0 +1,194 @@
+"""Block pruning on whole models: finalize is exact, the all-of-Q/K/V head rule, save/load, ONNX, report."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+import leanformer
+from leanformer.architectures import iter_layers
+from leanformer.export import export_onnx
+from leanformer.measure import count_parameters, dummy_inputs, flops_per_token
+from leanformer.methods.pruning import (
+    BlockPruningConfig,
+    MaskedLinear,
+    finalize_pruning,
+    find_state,
+    finish_state,
+    pruning_report,
+    surviving_heads,
+)
+from tiny_models import tiny_inputs, tiny_model
+
+# hidden 32, 4 heads of 8, FFN 64: rows of 8 = one head in Q, K, V
+HEAD_ROWS = BlockPruningConfig.hybrid(block_shape=[8, 32])
+KILL, KEEP = -5.0, 5.0  # sigmoid(-5) < τ_f = 0.1 < sigmoid(5)
+
+
+def _masked(model, scores_by_layer: dict[int, dict[str, list]], config=HEAD_ROWS):
+    """Compress, then set the scores of layer i's 'query'/'key'/'value' (per head) and 'ffn' (per dim) by hand."""
+    model = leanformer.compress(model, config)
+    for layer in iter_layers(model):
+        (att,) = layer.stack.attentions
+        modules = {"query": att.query, "key": att.key, "value": att.value, "ffn": layer.stack.ffn.input}
+        with torch.no_grad():
+            for role, values in scores_by_layer.get(layer.index, {}).items():
+                scores = layer.module.get_submodule(modules[role]).mask_scores
+                scores.copy_(torch.tensor(values, dtype=scores.dtype).reshape(scores.shape))
+    finish_state(find_state(model), config)
+    return model
+
+
+def _head_scores(killed: list[int]) -> list[float]:
+    return [KILL if h in killed else KEEP for h in range(4)]
+
+
+# layer 0: head 1 empty in Q, K and V (removed), head 2 empty in Q only (stays), even FFN dims pruned;
+# layer 1: heads 0, 1, 3 empty everywhere, head 2 empty in K and V only (stays), all but 5 FFN dims pruned.
+SCENARIO = {
+    0: {"query": _head_scores([1, 2]), "key": _head_scores([1]), "value": _head_scores([1]),
+        "ffn": [KILL if d % 2 == 0 else KEEP for d in range(64)]},
+    1: {"query": _head_scores([0, 1, 3]), "key": _head_scores([0, 1, 2, 3]), "value": _head_scores([0, 1, 2, 3]),
+        "ffn": [KEEP if d in (3, 9, 20, 41, 63) else KILL for d in range(64)]},
+}
+
+
+def _logits(model, inputs):
+    with torch.no_grad():
+        return model(**inputs).logits
+
+
+@pytest.mark.parametrize("model_type", ["bert", "roberta", "distilbert", "mpnet"])
+def test_finalized_model_computes_what_the_masked_model_did(model_type):
+    model = _masked(tiny_model(model_type), SCENARIO)
+    inputs = tiny_inputs(model, batch=4, seq=12)
+    masked = _logits(model, inputs)
+    final = finalize_pruning(model, HEAD_ROWS)
+    assert not any(isinstance(m, MaskedLinear) for m in final.modules())
+    assert type(final).__module__.startswith("transformers.")
+    assert (masked - _logits(final, inputs)).abs().max() < 1e-4
+    structure = leanformer.recipe_of(final)[-1]["structure"]
+    assert structure == {"heads": [3, 1], "head_indices": [[0, 2, 3], [2]], "ffn_dims": [32, 5]}
+    layer = next(iter_layers(final))
+    (att,) = layer.stack.attentions
+    assert getattr(layer.module.get_submodule(att.module), att.num_heads_attr) == 3
+    assert layer.module.get_submodule(att.query).out_features == 24
+    assert layer.module.get_submodule(att.output).in_features == 24
+    assert layer.module.get_submodule(layer.stack.ffn.output).in_features == 32
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        BlockPruningConfig.struct(),
+        BlockPruningConfig.block(block_shape=[8, 8]),
+        BlockPruningConfig.hybrid(block_shape=[4, 8], mask_method="topk", final_sparsity=0.6),
+        BlockPruningConfig.block(block_shape=[8, 4], mask_method="magnitude", final_sparsity=0.7),
+    ],
+    ids=["struct", "block", "topk", "magnitude"],
+)
+def test_every_structure_and_mask_method_finalizes_exactly(config):
+    model = leanformer.compress(tiny_model("bert", seed=3), config)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, MaskedLinear) and module.owns_scores:
+                module.mask_scores.copy_(torch.randn(module.mask_scores.shape, generator=g) * 3)
+    finish_state(find_state(model), config)
+    inputs = tiny_inputs(model)
+    masked = _logits(model, inputs)
+    params_before = count_parameters(model)["attention"] + count_parameters(model)["ffn"]
+    final = finalize_pruning(model, config)
+    assert (masked - _logits(final, inputs)).abs().max() < 1e-4
+    assert count_parameters(final)["attention"] + count_parameters(final)["ffn"] < params_before
+
+
+def test_heads_are_removed_only_when_empty_in_all_of_query_key_value():
+    torch.manual_seed(0)
+    q, k, v, o = (nn.Linear(32, 32) for _ in range(4))
+    with torch.no_grad():
+        q.weight[0:8] = 0
+        q.bias[0:8] = 0  # head 0: empty in Q only -> stays
+        for lin in (k, v):
+            lin.weight[8:16] = 0
+            lin.bias[8:16] = 0  # head 1: empty in K and V -> stays
+        for lin in (q, k, v):
+            lin.weight[16:24] = 0
+            lin.bias[16:24] = 0  # head 2: empty in Q, K and V -> removed
+            lin.weight[24:32] = 0
+        q.bias[24:32] = 0
+        k.bias[24:32] = 0  # head 3: only V's bias left -> stays (it still adds a constant)
+    assert surviving_heads(q, k, v, o, 4) == [0, 1, 3]
+    with torch.no_grad():
+        for lin in (q, k, v):
+            lin.weight.zero_()
+            lin.bias.zero_()
+        o.weight.zero_()
+        o.weight[:, 8:16] = 1.0  # every head empty: the one with the most weight left stays
+    assert surviving_heads(q, k, v, o, 4) == [1]
+
+
+@pytest.mark.parametrize("model_type", ["bert", "mpnet"])
+def test_save_load_gives_identical_logits_and_counts(tmp_path, model_type):
+    final = finalize_pruning(_masked(tiny_model(model_type), SCENARIO), HEAD_ROWS)
+    leanformer.save(final, tmp_path / "pruned")
+    loaded = leanformer.load(tmp_path / "pruned")
+    inputs = tiny_inputs(final, batch=2, seq=9)
+    assert torch.equal(_logits(final.eval(), inputs), _logits(loaded, inputs))
+    assert flops_per_token(loaded) == flops_per_token(final) < flops_per_token(tiny_model(model_type))
+    assert count_parameters(loaded) == count_parameters(final)
+    assert pruning_report(loaded) == pruning_report(final)
+
+
+def test_a_masked_model_saved_before_finalize_loads_at_its_final_masks(tmp_path):
+    model = _masked(tiny_model("bert"), SCENARIO)
+    leanformer.save(model, tmp_path / "masked")
+    loaded = leanformer.load(tmp_path / "masked")
+    assert sum(isinstance(m, MaskedLinear) for m in loaded.modules()) == 12
+    inputs = tiny_inputs(model)
+    assert torch.equal(_logits(model, inputs), _logits(loaded, inputs))
+
+
+@pytest.mark.parametrize("model_type", ["bert", "mpnet"])
+def test_onnx_export_of_the_pruned_model(tmp_path, model_type):
+    final = finalize_pruning(_masked(tiny_model(model_type), SCENARIO), HEAD_ROWS).eval()
+    path = export_onnx(final, tmp_path / "pruned.onnx")
+    inputs = dummy_inputs(final, 3, 11, seed=2)
+    inputs["attention_mask"][0, 7:] = 0
+    onnx_logits = ort.InferenceSession(str(path)).run(None, {k: v.numpy() for k, v in inputs.items()})[0]
+    np.testing.assert_allclose(onnx_logits, _logits(final, inputs).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_hybrid_filled_refills_zeros_inside_kept_heads_only():
+    config = BlockPruningConfig.hybrid_filled(block_shape=[8, 8], fill_noise_std=1e-3)
+    model = leanformer.compress(tiny_model("bert"), config)
+    attention = model.bert.encoder.layer[0].attention.self
+    with torch.no_grad():  # Q/K/V grids are 4 x 4 blocks of 8 x 8: block row h = head h
+        for lin in (attention.query, attention.key, attention.value):
+            lin.mask_scores.fill_(KEEP)
+            lin.mask_scores[1] = KILL  # head 1 empty in Q, K and V: removed
+        attention.query.mask_scores[0, 1] = KILL  # two blocks inside kept heads
+        attention.query.mask_scores[3, 0] = KILL
+    finish_state(find_state(model), config)
+    rows = torch.tensor([*range(0, 8), *range(16, 32)])
+    kept_before = attention.query.masked_parameters()[0].detach()[rows].clone()
+    final = finalize_pruning(model, config)
+    query = final.bert.encoder.layer[0].attention.self.query.weight.detach()
+    assert query.shape == (24, 32)
+    assert (query != 0).all()  # the zeros inside kept heads are small noise now
+    refilled = kept_before == 0
+    assert refilled.sum() == 2 * 64
+    assert 0 < query[refilled].abs().max() < 0.01
+    assert torch.equal(query[~refilled], kept_before[~refilled])
+
+
+def test_report_lists_heads_and_ffn_width_per_layer():
+    final = finalize_pruning(_masked(tiny_model("bert"), SCENARIO), HEAD_ROWS)
+    report = pruning_report(final)
+    assert [(row["heads"], row["ffn_dims"]) for row in report["layers"]] == [(3, 32), (1, 5)]
+    assert report["heads_kept"] == 4 and report["heads_total"] == 8 and report["ffn_dims_total"] == 128
+    dense = tiny_model("bert")
+    assert report["dense_flops_per_token"] == flops_per_token(dense)
+    assert report["flop_reduction"] == pytest.approx(flops_per_token(dense) / flops_per_token(final))
+    assert 0 < report["density"] < 1 and report["mask_density"] == 1.0
