@@ -1,8 +1,7 @@
 import pytest
-import torch
 from torch import nn
 
-from leanformer.architectures import ARCHITECTURES, get_architecture, iter_layers, linear_roles, embedding_module_names
+from leanformer.architectures import get_architecture, iter_layers, linear_roles, embedding_module_names
 from leanformer.errors import UnsupportedModelError
 from tiny_models import tiny_model
 

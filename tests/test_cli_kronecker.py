@@ -3,30 +3,19 @@
 import json
 
 import pytest
-import torch
 import transformers
 
 import leanformer
 from leanformer.cli import main
 from leanformer.methods.kronecker import KroneckerLinear
-from tiny_models import tiny_config
-
-WORDS = [f"w{i}" for i in range(95)]
-
+from tiny_models import WORDS, tiny_config, tiny_tokenizer, write_tiny_task
 
 @pytest.fixture
 def teacher_and_data(tmp_path):
-    torch.manual_seed(0)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
-    tokenizer = transformers.BertTokenizer(vocab={w: i for i, w in enumerate(vocab)})
-    teacher = transformers.BertForSequenceClassification(tiny_config("bert"))
-    teacher.save_pretrained(tmp_path / "teacher")
-    tokenizer.save_pretrained(tmp_path / "teacher")
+    write_tiny_task(tmp_path)
     pretrained = tmp_path / "pretrained"
     transformers.BertModel(tiny_config("bert")).save_pretrained(pretrained)
-    tokenizer.save_pretrained(pretrained)
-    rows = ["text,label"] + [f"{' '.join(WORDS[(i * 3 + j) % 95] for j in range(6))},{'pos' if i % 2 else 'neg'}" for i in range(60)]
-    (tmp_path / "data.csv").write_text("\n".join(rows))
+    tiny_tokenizer().save_pretrained(pretrained)
     (tmp_path / "corpus.txt").write_text("\n".join(" ".join(WORDS[(i + j) % 95] for j in range(10)) for i in range(30)))
     return tmp_path
 

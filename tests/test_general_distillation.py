@@ -3,7 +3,6 @@
 import pytest
 import torch
 import transformers
-from datasets import Dataset
 
 import leanformer
 from leanformer.data.corpus import load_corpus

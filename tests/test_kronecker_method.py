@@ -7,7 +7,7 @@ import transformers
 import leanformer
 from leanformer.architectures import linear_roles
 from leanformer.errors import ConfigError
-from leanformer.measure import count_parameters, flops_per_token
+from leanformer.measure import count_parameters
 from leanformer.methods.kronecker import KroneckerConfig, KroneckerEmbedding, KroneckerLinear, rebuild_kronecker, resolved_shapes
 from tiny_models import tiny_inputs, tiny_model
 

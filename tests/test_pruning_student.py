@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-import transformers
 
 import leanformer
 from leanformer.cli import main
@@ -14,22 +13,11 @@ from leanformer.methods.pruning import BlockPruningConfig, MaskedLinear
 from leanformer.student import distil_student
 from leanformer.teacher import TaskConfig
 from leanformer.training import TrainConfig
-from tiny_models import tiny_config, tiny_inputs
-
-WORDS = [f"w{i}" for i in range(95)]
-
+from tiny_models import tiny_inputs, write_tiny_task
 
 @pytest.fixture
 def teacher_and_data(tmp_path):
-    torch.manual_seed(0)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
-    tokenizer = transformers.BertTokenizer(vocab={w: i for i, w in enumerate(vocab)})
-    teacher = transformers.BertForSequenceClassification(tiny_config("bert"))
-    teacher.save_pretrained(tmp_path / "teacher")
-    tokenizer.save_pretrained(tmp_path / "teacher")
-    rows = ["text,label"] + [f"{' '.join(WORDS[(i * 3 + j) % 95] for j in range(6))},{'pos' if i % 2 else 'neg'}" for i in range(24)]
-    (tmp_path / "data.csv").write_text("\n".join(rows))
-    return tmp_path
+    return write_tiny_task(tmp_path, rows=24)
 
 
 def test_hybrid_filled_student_is_pruned_refined_saved_and_loads(teacher_and_data):

@@ -50,3 +50,28 @@ def tiny_inputs(model, batch: int = 3, seq: int = 10, seed: int = 1) -> dict[str
     if model.config.is_encoder_decoder:
         inputs["decoder_input_ids"] = torch.randint(3, model.config.vocab_size, (batch, seq - 2), generator=g)
     return inputs
+
+
+WORDS = [f"w{i}" for i in range(95)]
+
+
+def tiny_tokenizer():
+    """A BERT word-piece tokenizer over "[PAD] [UNK] [CLS] [SEP] [MASK] w0 … w94" (ids 0–99)."""
+    import transformers
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
+    return transformers.BertTokenizer(vocab={w: i for i, w in enumerate(vocab)})
+
+
+def write_tiny_task(directory, rows: int = 60):
+    """A tiny BERT classification teacher (with tokenizer) at directory/teacher and a CSV task at directory/data.csv."""
+    import transformers
+
+    torch.manual_seed(0)
+    tokenizer = tiny_tokenizer()
+    teacher = transformers.BertForSequenceClassification(tiny_config("bert"))
+    teacher.save_pretrained(directory / "teacher")
+    tokenizer.save_pretrained(directory / "teacher")
+    lines = ["text,label"] + [f"{' '.join(WORDS[(i * 3 + j) % 95] for j in range(6))},{'pos' if i % 2 else 'neg'}" for i in range(rows)]
+    (directory / "data.csv").write_text("\n".join(lines))
+    return directory

@@ -112,7 +112,7 @@ class KroneckerLinear(nn.Module):
         if not self.uses_factored_path():
             return F.linear(x, self.weight, self.bias)
         lead = x.shape[:-1]
-        (m1, n1), (m2, n2) = self.a_shape, self.b_shape
+        n1, n2 = self.a_shape[1], self.b_shape[1]
         tokens = x.reshape(-1, n1, n2)
         _, order = factored_flops(self.a_shape, self.b_shape)
         y = None
