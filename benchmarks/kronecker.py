@@ -26,7 +26,7 @@ from leanformer.teacher import FinetuneConfig, TaskConfig, finetune, teacher_met
 from leanformer.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from teacher import TASKS as TEACHER_TASKS  # noqa: E402  (same teachers as benchmarks/teacher.md)
+from teacher import teacher_settings  # noqa: E402  (same teachers as benchmarks/teacher.md)
 
 HERE = Path(__file__).parent
 RUNS = Path("runs/bench/kronecker")
@@ -42,10 +42,7 @@ VARIANTS = [(True, True), (False, True), (True, False), (False, False)]
 
 
 def _teacher(name: str) -> Path:
-    settings = dict(TEACHER_TASKS[name])
-    task_cfg = TaskConfig(task=name, max_train_samples=settings.pop("max_train_samples", None))
-    train = TrainConfig(max_length=128, batch_size=32, learning_rate=5e-5, report_to="none", logging_steps=50, **settings)
-    return finetune(FinetuneConfig(model="minilm"), task_cfg, train)
+    return finetune(FinetuneConfig(model="minilm"), *teacher_settings(name))
 
 
 def _general(compression: float, args) -> Path:

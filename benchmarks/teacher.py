@@ -32,6 +32,13 @@ TASKS = {
 }
 
 
+def teacher_settings(name: str) -> tuple[TaskConfig, TrainConfig]:
+    """The task and training settings of the benchmark teacher for `name` (also used by the method benchmarks)."""
+    settings = dict(TASKS[name])
+    task_cfg = TaskConfig(task=name, max_train_samples=settings.pop("max_train_samples", None))
+    return task_cfg, TrainConfig(max_length=128, batch_size=32, learning_rate=5e-5, report_to="none", logging_steps=50, **settings)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="minilm")
@@ -43,10 +50,8 @@ def main() -> None:
     rows = {(r.model, r.task): r for r in read_results(out_json)} if out_json.exists() else {}
 
     for name in args.tasks:
-        settings = dict(TASKS[name])
-        task_cfg = TaskConfig(task=name, max_train_samples=settings.pop("max_train_samples", None))
-        train = TrainConfig(max_length=128, batch_size=32, learning_rate=5e-5, report_to="none", logging_steps=50, **settings)
-        print(f"== {name}: fine-tune {args.model} ({settings})", flush=True)
+        task_cfg, train = teacher_settings(name)
+        print(f"== {name}: fine-tune {args.model} ({TASKS[name]})", flush=True)
         path = finetune(FinetuneConfig(model=args.model), task_cfg, train)
         record = teacher_metrics(path)
         task = task_cfg.load(seed=train.seed)
