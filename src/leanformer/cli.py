@@ -86,11 +86,15 @@ def _parse(dataclasses: tuple, argv: list[str], prog: str, description: str):
 def cmd_finetune(argv: list[str]) -> int:
     from .teacher import FinetuneConfig, TaskConfig, finetune, teacher_metrics
     from .training import TrainConfig
+    from .translation_teacher import ScratchTranslationConfig
 
-    model_cfg, task_cfg, train_cfg, args = _parse(
-        (FinetuneConfig, TaskConfig, TrainConfig, FinetuneArgs), argv, "leanformer finetune", "Fine-tune a packaged encoder into a task teacher (cached)."
+    model_cfg, task_cfg, train_cfg, scratch_cfg, args = _parse(
+        (FinetuneConfig, TaskConfig, TrainConfig, ScratchTranslationConfig, FinetuneArgs),
+        argv,
+        "leanformer finetune",
+        "Fine-tune a packaged encoder into a task teacher, or train a translation teacher from scratch (--model scratch); cached.",
     )
-    path = finetune(model_cfg, task_cfg, train_cfg, force=args.force)
+    path = finetune(model_cfg, task_cfg, train_cfg, scratch=scratch_cfg, force=args.force)
     record = teacher_metrics(path)
     print(json.dumps({"teacher": str(path), "metrics": record["metrics"]}, indent=2))
     return 0

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import transformers
-from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer
+from transformers import AutoTokenizer, DataCollatorForSeq2Seq, DataCollatorWithPadding, Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
 from .api import save
@@ -26,6 +26,7 @@ from .evaluation import evaluate_model
 from .models import resolve_model
 from .paths import cache_dir
 from .training import TrainConfig
+from .translation_teacher import ScratchTranslationConfig, model_and_tokenizer
 
 METRICS_FILE = "leanformer_metrics.json"
 _TEACHER_FORMAT = 1  # bump when the teacher recipe changes in a way the key does not see
@@ -52,9 +53,15 @@ class TaskConfig(ConfigBase):
         )
 
 
+SCRATCH = "scratch"
+
+
 @dataclass
 class FinetuneConfig(ConfigBase):
-    model: str = field(default="minilm", metadata={"help": "Packaged encoder ('minilm', 'mpnet') or a local model directory."})
+    model: str = field(
+        default="minilm",
+        metadata={"help": "Packaged encoder ('minilm', 'mpnet'), a local model directory, or 'scratch' (translation: train a Marian model from nothing)."},
+    )
 
 
 def model_class_for(kind: str):
@@ -62,12 +69,15 @@ def model_class_for(kind: str):
         return transformers.AutoModelForSequenceClassification
     if kind == "qa":
         return transformers.AutoModelForQuestionAnswering
-    raise ConfigError(f"fine-tuning an encoder for {kind!r} tasks is not supported; translation teachers are trained from scratch")
+    return transformers.AutoModelForSeq2SeqLM
 
 
-def teacher_key(finetune: FinetuneConfig, task: TaskConfig, train: TrainConfig) -> str:
+def teacher_key(finetune: FinetuneConfig, task: TaskConfig, train: TrainConfig, scratch: ScratchTranslationConfig | None = None) -> str:
     training = {k: v for k, v in train.to_dict().items() if k not in ("progress", "report_to", "logging_steps", "save_steps", "eval_batch_size")}
-    blob = json.dumps({"format": _TEACHER_FORMAT, "model": finetune.model, "task": task.to_dict(), "train": training}, sort_keys=True)
+    content = {"format": _TEACHER_FORMAT, "model": finetune.model, "task": task.to_dict(), "train": training}
+    if finetune.model == SCRATCH:
+        content["scratch"] = (scratch or ScratchTranslationConfig()).to_dict()
+    blob = json.dumps(content, sort_keys=True)
     name = f"{Path(finetune.model).name}-{task.task.replace('/', '_')}"
     return f"{name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
@@ -77,44 +87,65 @@ def finetune(
     task_config: TaskConfig,
     train_config: TrainConfig,
     *,
+    scratch: ScratchTranslationConfig | None = None,
     force: bool = False,
 ) -> Path:
-    """Path of the fine-tuned teacher (trained now, or found in the cache). Its metrics sit beside it."""
-    key = teacher_key(finetune_config, task_config, train_config)
+    """Path of the fine-tuned teacher (trained now, or found in the cache). Its metrics sit beside it.
+
+    `finetune_config.model == "scratch"` trains a translation model from nothing (size from `scratch`).
+    """
+    scratch = scratch or ScratchTranslationConfig()
+    key = teacher_key(finetune_config, task_config, train_config, scratch)
     target = cache_dir("teachers") / key
     if (target / METRICS_FILE).is_file() and not force:
         return target
 
     transformers.set_seed(train_config.seed)
     task = task_config.load(seed=train_config.seed)
-    base = resolve_model(finetune_config.model)
-    tokenizer = AutoTokenizer.from_pretrained(base)
     spec = task.spec
-    kwargs = {}
-    if spec.kind == "classification":
-        kwargs = dict(num_labels=spec.num_labels, id2label=dict(enumerate(spec.label_names)), label2id={n: i for i, n in enumerate(spec.label_names)})
-    elif spec.kind == "regression":
-        kwargs = dict(num_labels=1, problem_type="regression")
-    model = model_class_for(spec.kind).from_pretrained(base, **kwargs)
-    check_sequence_length(model.config, train_config.max_length, str(base))
+    run_dir = cache_dir("runs", key)
+    overrides = {}
+    if finetune_config.model == SCRATCH:
+        if spec.kind != "translation":
+            raise ConfigError(f"--model scratch trains translation models only; {spec.name} is a {spec.kind} task: pass a packaged encoder such as minilm")
+        model, tokenizer = model_and_tokenizer(task.splits["train"], scratch, run_dir, train_config.max_length, train_config.seed)
+        # batches of similar lengths: verses vary 5-80 tokens and padding would double the cost
+        overrides.update(label_smoothing_factor=scratch.label_smoothing, train_sampling_strategy="group_by_length")
+    else:
+        base = resolve_model(finetune_config.model)
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        kwargs = {}
+        if spec.kind == "classification":
+            kwargs = dict(num_labels=spec.num_labels, id2label=dict(enumerate(spec.label_names)), label2id={n: i for i, n in enumerate(spec.label_names)})
+        elif spec.kind == "regression":
+            kwargs = dict(num_labels=1, problem_type="regression")
+        elif spec.kind == "translation" and not getattr(transformers.AutoConfig.from_pretrained(base), "is_encoder_decoder", False):
+            raise ConfigError(f"{finetune_config.model!r} is an encoder, not a translation model: pass --model scratch or an encoder-decoder directory")
+        model = model_class_for(spec.kind).from_pretrained(base, **kwargs)
+    check_sequence_length(model.config, train_config.max_length, finetune_config.model)
 
     train_features = tokenize_dataset(spec, task.splits["train"], tokenizer, train_config.max_length, for_training=True)
-    run_dir = cache_dir("runs", key)
+    collator = DataCollatorForSeq2Seq(tokenizer, model=model) if spec.kind == "translation" else DataCollatorWithPadding(tokenizer)
     trainer = Trainer(
         model=model,
-        args=train_config.training_arguments(str(run_dir)),
+        args=train_config.training_arguments(str(run_dir), **overrides),
         train_dataset=train_features,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=collator,
         processing_class=tokenizer,
     )
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=get_last_checkpoint(str(run_dir)))
     train_seconds = time.perf_counter() - started
 
+    model.eval()
     metrics = {
         split: evaluate_model(model, tokenizer, task, split, batch_size=train_config.eval_batch_size, max_length=train_config.max_length, progress=train_config.progress)
         for split in ("validation", "test")
     }
+    if spec.kind == "translation":  # the papers report beam search; greedy is what the int8 loop runs
+        metrics["test_beam4"] = evaluate_model(
+            model, tokenizer, task, "test", batch_size=train_config.eval_batch_size, max_length=train_config.max_length, num_beams=4, progress=train_config.progress
+        )
     record = {
         "model": finetune_config.model,
         "task": spec.name,
@@ -122,7 +153,9 @@ def finetune(
         "metrics": metrics,
         "train_examples": len(task.splits["train"]),
         "train_seconds": round(train_seconds, 1),
-        "settings": {"finetune": finetune_config.to_dict(), "task": task_config.to_dict(), "train": train_config.to_dict()},
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "settings": {"finetune": finetune_config.to_dict(), "task": task_config.to_dict(), "train": train_config.to_dict()}
+        | ({"scratch": scratch.to_dict()} if finetune_config.model == SCRATCH else {}),
     }
     save(model, target, tokenizer, extra_files={METRICS_FILE: json.dumps(record, indent=2)})
     return target
