@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -121,7 +122,9 @@ def load(path: str | os.PathLike, *, trust_remote_code: bool = False) -> nn.Modu
     state = _read_weights(path)
     result = model.load_state_dict(state, strict=False)
     tied = _tied_parameter_names(model)
-    missing = [k for k in result.missing_keys if k not in tied]
+    # tables the model computes rather than stores (e.g. Marian's sinusoidal positions)
+    computed = [re.compile(p) for p in getattr(model, "_keys_to_ignore_on_load_missing", None) or []]
+    missing = [k for k in result.missing_keys if k not in tied and not any(p.search(k) for p in computed)]
     if missing or result.unexpected_keys:
         raise LeanformerError(
             f"weights in {str(path)!r} do not match the recipe in its config.json "

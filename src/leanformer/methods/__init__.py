@@ -2,3 +2,4 @@
 
 from . import kronecker  # noqa: F401
 from . import pruning  # noqa: F401
+from . import quantization  # noqa: F401

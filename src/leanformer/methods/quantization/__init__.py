@@ -1,0 +1,37 @@
+"""Full quantization (Fully Quantized Transformer): fake-quantized training of every matmul input,
+then real int8 inference through ONNX Runtime."""
+
+from ...distill import DistillationConfig
+from ...registry import register_method
+from .attention import quantized_attention
+from .config import SUPPORTED_BITS, QuantizationConfig
+from .layers import QuantizedEmbedding, QuantizedLinear
+from .model import (
+    ATTENTION_INTERFACE_TYPES,
+    QuantizationStartCallback,
+    activation_quantizers,
+    apply_quantization,
+    calibrate,
+    quantization_training_extras,
+    rebuild_quantization,
+    set_quantization_enabled,
+)
+from .quantizers import ActivationQuantizer, WeightQuantizer, grid, scale_and_zero_point
+
+register_method(
+    "quantization",
+    QuantizationConfig,
+    apply=apply_quantization,
+    rebuild=rebuild_quantization,
+    description="Full quantization: every matmul input fake-quantized (8 bits and lower), int8 inference via ONNX (FullyQT)",
+    training_extras=quantization_training_extras,
+    demo_config=QuantizationConfig,
+    default_distillation=DistillationConfig,
+)
+
+__all__ = [
+    "QuantizationConfig", "SUPPORTED_BITS", "QuantizedLinear", "QuantizedEmbedding", "ActivationQuantizer", "WeightQuantizer",
+    "apply_quantization", "rebuild_quantization", "calibrate", "activation_quantizers", "set_quantization_enabled",
+    "quantization_training_extras", "QuantizationStartCallback", "quantized_attention", "grid", "scale_and_zero_point",
+    "ATTENTION_INTERFACE_TYPES",
+]

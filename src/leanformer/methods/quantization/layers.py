@@ -1,0 +1,66 @@
+"""Quantized drop-ins that keep the float module's parameters (same objects, same state-dict names).
+
+They subclass `nn.Linear` / `nn.Embedding` and take over the original `weight`/`bias` Parameters,
+so tied weights (Marian's shared embedding and LM head) stay tied and checkpoints keep their keys;
+the quantizers add only `*.input_quantizer.range_*` buffers.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import QuantizationConfig
+from .quantizers import ActivationQuantizer, WeightQuantizer
+
+
+def _activation_quantizer(config: QuantizationConfig, bits: int) -> ActivationQuantizer:
+    return ActivationQuantizer(bits, config.symmetric_activations, config.ema_momentum)
+
+
+class QuantizedLinear(nn.Linear):
+    """y = x̂ Ŵᵀ + b with x̂, Ŵ fake-quantized; the bias stays float (int32 in integer kernels)."""
+
+    def __init__(self, linear: nn.Linear, config: QuantizationConfig):
+        nn.Module.__init__(self)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight = linear.weight
+        self.bias = linear.bias
+        self.input_quantizer = _activation_quantizer(config, config.activation_bits)
+        self.weight_quantizer = WeightQuantizer(config.weight_bits, config.symmetric_weights, per_row=config.weight_ranges == "row")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.input_quantizer(x), self.weight_quantizer(self.weight), self.bias)
+
+
+class QuantizedEmbedding(nn.Embedding):
+    """Lookup in the fake-quantized table (one range per row: per token).
+
+    Only plain `nn.Embedding` tables are swapped; subclasses with their own forward (Marian's
+    sinusoidal positions, computed not stored; BART's offset positions) stay float: they are added
+    elementwise, never a matmul input.
+    """
+
+    def __init__(self, embedding: nn.Embedding, config: QuantizationConfig):
+        nn.Module.__init__(self)
+        for name in ("num_embeddings", "embedding_dim", "padding_idx", "max_norm", "norm_type", "scale_grad_by_freq", "sparse"):
+            setattr(self, name, getattr(embedding, name))
+        self.weight = embedding.weight
+        self.weight_quantizer = WeightQuantizer(config.bits_embedding, config.symmetric_weights, per_row=config.weight_ranges == "row")
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(input_ids, self.weight_quantizer(self.weight), self.padding_idx, self.max_norm, self.norm_type, self.scale_grad_by_freq, self.sparse)
+
+
+def attention_quantizers(config: QuantizationConfig) -> nn.ModuleDict:
+    bits = config.bits_attention
+    return nn.ModuleDict(
+        {
+            "query": _activation_quantizer(config, bits),
+            "key": _activation_quantizer(config, bits),
+            "value": _activation_quantizer(config, bits),
+            # softmax output ∈ [0, 1]: a fixed unsigned grid with zero at q = 0
+            "probs": ActivationQuantizer(bits, symmetric=False, fixed_range=(0.0, 1.0)),
+        }
+    )

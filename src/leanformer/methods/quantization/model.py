@@ -1,0 +1,121 @@
+"""Apply full quantization by module swap, calibrate ranges without training, switch on at a step.
+
+`apply_quantization` swaps, in place, every plain `nn.Linear` for a `QuantizedLinear` and every
+plain `nn.Embedding` for a `QuantizedEmbedding` (same Parameters: ties survive), attaches Q/K/V/
+softmax quantizers to each attention module named in the architecture tables, and routes
+attention through `attention.quantized_attention`.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+from transformers import TrainerCallback
+
+from ...architectures import get_architecture, iter_layers
+from ...errors import ConfigError, UnsupportedModelError
+from ...registry import TrainingExtras
+from . import attention
+from .config import QuantizationConfig
+from .layers import QuantizedEmbedding, QuantizedLinear, attention_quantizers
+from .quantizers import ActivationQuantizer, WeightQuantizer
+
+# Families whose attention is dispatched through transformers' attention interface.
+ATTENTION_INTERFACE_TYPES = ("bert", "roberta", "distilbert", "marian", "bart")
+
+
+def _swap_all(model: nn.Module, kind: type, make) -> int:
+    """Replace every module whose type is exactly `kind`, under all the names it is reachable by."""
+    replaced: dict[int, nn.Module] = {}
+    for name, module in list(model.named_modules(remove_duplicate=False)):
+        if type(module) is not kind or not name:
+            continue
+        if id(module) not in replaced:
+            replaced[id(module)] = make(module)
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, replaced[id(module)])
+    return len(replaced)
+
+
+def apply_quantization(model: nn.Module, config: QuantizationConfig) -> nn.Module:
+    spec = get_architecture(model)
+    leftovers = sorted({type(m).__name__ for m in model.modules() if isinstance(m, nn.Linear) and type(m) is not nn.Linear})
+    if config.quantize_linear and leftovers:
+        raise ConfigError(
+            f"quantization found linear layers it cannot quantize ({', '.join(leftovers)}): finalize the previous "
+            "method first (e.g. pruning's masks are baked and removed by its finalize step)"
+        )
+    if config.quantize_attention and spec.model_type not in ATTENTION_INTERFACE_TYPES:
+        raise UnsupportedModelError(
+            f"quantized attention matmuls need transformers' attention interface, which {spec.model_type!r} does not use "
+            f"(supported: {', '.join(ATTENTION_INTERFACE_TYPES)}); set quantize_attention: false to quantize the rest"
+        )
+    if config.quantize_linear:
+        _swap_all(model, nn.Linear, lambda m: QuantizedLinear(m, config))
+    if config.quantize_embeddings:
+        _swap_all(model, nn.Embedding, lambda m: QuantizedEmbedding(m, config))
+    if config.quantize_attention:
+        for layer in iter_layers(model):
+            for att in layer.stack.attentions:
+                layer.module.get_submodule(att.module).attention_quantizers = attention_quantizers(config)
+        attention.register()
+        model.set_attn_implementation(attention.NAME)
+    return model.train(model.training)  # new quantizers take the model's mode (eval: ranges frozen)
+
+
+def rebuild_quantization(model: nn.Module, config: QuantizationConfig, structure: dict | None) -> nn.Module:
+    # Same modules; the saved state holds the ranges (buffers) and the weights.
+    return apply_quantization(model, config)
+
+
+def activation_quantizers(model: nn.Module) -> dict[str, ActivationQuantizer]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, ActivationQuantizer)}
+
+
+def set_quantization_enabled(model: nn.Module, enabled: bool) -> None:
+    """Switch fake quantization on or off everywhere (ranges keep being tracked in training)."""
+    for m in model.modules():
+        if isinstance(m, (ActivationQuantizer, WeightQuantizer)):
+            m.enabled = enabled
+
+
+@torch.no_grad()
+def calibrate(model: nn.Module, batches: Iterable[dict]) -> nn.Module:
+    """Post-training quantization: set activation ranges from `batches` (EMA), weights untouched.
+
+    Quantizers observe in training mode; dropout is switched off by keeping every other module in
+    eval mode, so the ranges are those of inference.
+    """
+    model.eval()
+    quantizers = list(activation_quantizers(model).values())
+    for q in quantizers:
+        q.train()
+    seen = 0
+    for batch in batches:
+        model(**{k: v for k, v in batch.items() if k != "labels"})
+        seen += 1
+    for q in quantizers:
+        q.eval()
+    if seen == 0:
+        raise ConfigError("calibration needs at least one batch of inputs")
+    return model
+
+
+class QuantizationStartCallback(TrainerCallback):
+    """Fake quantization off before `start_step` (ranges are tracked meanwhile), on from it."""
+
+    def __init__(self, model: nn.Module, start_step: int):
+        self.model, self.start_step = model, start_step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        set_quantization_enabled(self.model, state.global_step >= self.start_step)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        set_quantization_enabled(self.model, True)
+
+
+def quantization_training_extras(model: nn.Module, config: QuantizationConfig) -> TrainingExtras:
+    callbacks = [QuantizationStartCallback(model, config.start_step)] if config.start_step > 0 else []
+    return TrainingExtras(callbacks=callbacks)

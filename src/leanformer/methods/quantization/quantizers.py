@@ -1,0 +1,115 @@
+"""Fake quantizers: round to a k-bit grid and back, with a straight-through gradient.
+
+Uniform affine quantization, x_q = clamp(round(x/s) + z, q_min, q_max), x̂ = (x_q − z)·s, through
+torch's own `fake_quantize_per_tensor_affine` / `..._per_channel_affine`: their gradient is the
+straight-through estimator (1 inside the range, 0 where the input was clipped), and the ONNX
+exporter turns them into QuantizeLinear/DequantizeLinear pairs, which onnxruntime runs as int8.
+
+Ranges always contain 0, so zero (padding, ReLU zeros, masked attention) is exactly representable.
+Weights take their range from the current tensor (per output row: "buckets"); activations from an
+exponential moving average of batch min/max, updated in training mode and frozen in eval mode.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ...errors import LeanformerError
+
+
+def grid(bits: int, symmetric: bool) -> tuple[int, int]:
+    """(q_min, q_max): signed and symmetric, or unsigned."""
+    if symmetric:
+        return -(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1
+
+
+def scale_and_zero_point(lo: torch.Tensor, hi: torch.Tensor, bits: int, symmetric: bool):
+    """Step and zero point of the grid covering [lo, hi] ∪ {0}."""
+    q_min, q_max = grid(bits, symmetric)
+    lo = torch.clamp(lo, max=0.0)
+    hi = torch.clamp(hi, min=0.0)
+    tiny = torch.finfo(torch.float32).tiny
+    if symmetric:
+        scale = torch.maximum(hi, -lo) / q_max
+        zero_point = torch.zeros_like(scale, dtype=torch.int32)
+    else:
+        scale = (hi - lo) / (q_max - q_min)
+        zero_point = torch.clamp(torch.round(q_min - lo / scale.clamp(min=tiny)), q_min, q_max).to(torch.int32)
+    return scale.clamp(min=1e-8).float(), zero_point
+
+
+class WeightQuantizer(nn.Module):
+    """Range from the weight itself, per output row (bucket) or per tensor; no state."""
+
+    def __init__(self, bits: int, symmetric: bool = True, per_row: bool = True):
+        super().__init__()
+        self.bits, self.symmetric, self.per_row = bits, symmetric, per_row
+        self.enabled = True
+
+    def qparams(self, weight: torch.Tensor):
+        w = weight.detach()
+        if self.per_row:
+            flat = w.reshape(w.shape[0], -1)
+            return scale_and_zero_point(flat.amin(dim=1), flat.amax(dim=1), self.bits, self.symmetric)
+        return scale_and_zero_point(w.amin(), w.amax(), self.bits, self.symmetric)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return weight
+        scale, zero_point = self.qparams(weight)
+        q_min, q_max = grid(self.bits, self.symmetric)
+        if self.per_row:
+            return torch.fake_quantize_per_channel_affine(weight, scale, zero_point, 0, q_min, q_max)
+        return torch.fake_quantize_per_tensor_affine(weight, scale, zero_point, q_min, q_max)
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, symmetric={self.symmetric}, per_row={self.per_row}"
+
+
+class ActivationQuantizer(nn.Module):
+    """Per-tensor range tracked by EMA of batch min/max in training, frozen in eval.
+
+    `fixed_range` pins the range instead (the softmax output lives in [0, 1]).
+    """
+
+    def __init__(self, bits: int, symmetric: bool = False, momentum: float = 0.99, fixed_range: tuple[float, float] | None = None):
+        super().__init__()
+        self.bits, self.symmetric, self.momentum = bits, symmetric, momentum
+        self.fixed = fixed_range is not None
+        lo, hi = fixed_range or (0.0, 0.0)
+        self.register_buffer("range_min", torch.tensor(float(lo)))
+        self.register_buffer("range_max", torch.tensor(float(hi)))
+        # 0 until the first batch is seen: the first batch sets the range, later ones move it
+        self.register_buffer("observed", torch.tensor(1 if self.fixed else 0))
+        self.enabled = True
+
+    @torch.no_grad()
+    def observe(self, x: torch.Tensor) -> None:
+        lo, hi = x.detach().amin().float(), x.detach().amax().float()
+        if int(self.observed) == 0:
+            self.range_min.copy_(lo)
+            self.range_max.copy_(hi)
+        else:
+            self.range_min.mul_(self.momentum).add_((1 - self.momentum) * lo)
+            self.range_max.mul_(self.momentum).add_((1 - self.momentum) * hi)
+        self.observed += 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and not self.fixed:
+            self.observe(x)
+        if not self.enabled:
+            return x
+        if int(self.observed) == 0:
+            raise LeanformerError(
+                "activation quantizer has no range yet: train or calibrate the model "
+                "(leanformer.methods.quantization.calibrate) before evaluating it"
+            )
+        scale, zero_point = scale_and_zero_point(self.range_min, self.range_max, self.bits, self.symmetric)
+        q_min, q_max = grid(self.bits, self.symmetric)
+        return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, q_min, q_max)
+
+    def extra_repr(self) -> str:
+        kind = "fixed" if self.fixed else f"ema={self.momentum}"
+        return f"bits={self.bits}, symmetric={self.symmetric}, {kind}"

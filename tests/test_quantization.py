@@ -1,0 +1,178 @@
+"""Full quantization: grid arithmetic, STE, EMA ranges, every matmul input quantized, save/load."""
+
+import copy
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import leanformer
+from leanformer.errors import ConfigError, LeanformerError, UnsupportedModelError
+from leanformer.methods.quantization import (
+    ActivationQuantizer,
+    QuantizationConfig,
+    WeightQuantizer,
+    activation_quantizers,
+    calibrate,
+    grid,
+    scale_and_zero_point,
+    set_quantization_enabled,
+)
+from tiny_models import tiny_inputs, tiny_model
+
+
+@settings(max_examples=40, deadline=None)
+@given(bits=st.sampled_from([2, 4, 6, 8]), symmetric=st.booleans(), seed=st.integers(0, 10_000), shift=st.floats(-2, 2))
+def test_quantize_dequantize_error_is_at_most_half_a_step_inside_the_range(bits, symmetric, seed, shift):
+    x = torch.randn(64, generator=torch.Generator().manual_seed(seed)) + shift
+    q = WeightQuantizer(bits, symmetric, per_row=False)
+    scale, zero_point = q.qparams(x)
+    err = (q(x) - x).abs().max().item()
+    assert err <= scale.item() / 2 * (1 + 1e-5)
+    lo, hi = grid(bits, symmetric)
+    assert lo <= int(zero_point) <= hi
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_zero_is_exactly_representable_for_any_range(symmetric):
+    for lo, hi in [(-0.37, 1.91), (0.2, 3.0), (-5.0, -0.1), (-1e-3, 7.7)]:
+        scale, zp = scale_and_zero_point(torch.tensor(lo), torch.tensor(hi), 4, symmetric)
+        qmin, qmax = grid(4, symmetric)
+        x = torch.tensor([0.0, lo, hi])
+        out = torch.fake_quantize_per_tensor_affine(x, scale, zp, qmin, qmax)
+        assert out[0].item() == 0.0
+
+
+def test_straight_through_gradient_passes_inside_the_range_and_is_zero_outside():
+    q = ActivationQuantizer(8, momentum=0.0)
+    q.train()
+    q(torch.tensor([-1.0, 2.0]))  # range [-1, 2]
+    q.eval()
+    x = torch.tensor([-3.0, -0.5, 0.0, 1.3, 2.0, 5.0], requires_grad=True)
+    (q(x) * torch.arange(1.0, 7.0)).sum().backward()
+    expected = torch.tensor([0.0, 2.0, 3.0, 4.0, 5.0, 0.0])  # clipped ends get no gradient
+    assert torch.equal(x.grad, expected)
+
+
+def test_ema_ranges_follow_the_formula():
+    m = 0.9
+    q = ActivationQuantizer(8, momentum=m)
+    q.train()
+    batches = [torch.randn(5, 7, generator=torch.Generator().manual_seed(i)) * (i + 1) for i in range(4)]
+    lo, hi = batches[0].min(), batches[0].max()  # the first batch sets the range
+    for b in batches[1:]:
+        lo, hi = m * lo + (1 - m) * b.min(), m * hi + (1 - m) * b.max()
+    for b in batches:
+        q(b)
+    assert torch.allclose(q.range_min, lo) and torch.allclose(q.range_max, hi)
+    q.eval()  # frozen in eval
+    q(torch.full((3,), 100.0))
+    assert torch.allclose(q.range_max, hi)
+
+
+def test_per_row_weight_ranges_are_per_output_row():
+    w = torch.tensor([[0.1, -0.2, 0.3], [10.0, -20.0, 30.0]])
+    scale, _ = WeightQuantizer(8, symmetric=True, per_row=True).qparams(w)
+    assert torch.allclose(scale, torch.tensor([0.3, 30.0]) / 127)
+
+
+# --- every matmul input is quantized -------------------------------------------------------------
+
+MATMULS = {"mm", "bmm", "addmm", "baddbmm"}
+FAKE_QUANT = {"fake_quantize_per_tensor_affine", "fake_quantize_per_channel_affine",
+              "fake_quantize_per_tensor_affine_cachemask", "fake_quantize_per_channel_affine_cachemask",
+              "_fake_quantize_per_tensor_affine_cachemask_tensor_qparams"}
+# shape-only ops: their output carries the values of their input unchanged
+VIEWS = {"view", "_unsafe_view", "t", "transpose", "permute", "expand", "reshape", "clone", "contiguous",
+         "unsqueeze", "squeeze", "select", "slice", "detach", "alias", "as_strided", "_reshape_alias"}
+
+
+class MatmulAudit(TorchDispatchMode):
+    """Counts matmul kernels and whether each operand comes from a fake-quantize op (through views)."""
+
+    def __init__(self):
+        super().__init__()
+        self.quantized: set[int] = set()
+        self.matmuls: list[tuple[str, bool]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        if name in FAKE_QUANT or (name in VIEWS and isinstance(args[0], torch.Tensor) and id(args[0]) in self.quantized):
+            self.quantized.update(id(o) for o in outs if isinstance(o, torch.Tensor))
+        if name in MATMULS:
+            operands = args[1:3] if name in ("addmm", "baddbmm") else args[:2]
+            self.matmuls.append((name, all(id(t) in self.quantized for t in operands)))
+        return out
+
+
+def _count(model, inputs):
+    audit = MatmulAudit()
+    with torch.no_grad(), audit:
+        model(**inputs)
+    return audit.matmuls
+
+
+@pytest.mark.parametrize("model_type", ["bert", "marian"])
+def test_every_matmul_has_both_inputs_quantized(model_type):
+    float_model = tiny_model(model_type)
+    float_model.set_attn_implementation("eager")  # attention as explicit matmuls, to count them
+    inputs = tiny_inputs(float_model)
+    float_matmuls = _count(float_model, inputs)
+    layers = float_model.config.num_hidden_layers if model_type == "bert" else float_model.config.encoder_layers + 2 * float_model.config.decoder_layers
+    assert sum(1 for n, _ in float_matmuls if n in ("bmm",)) >= 2 * layers  # QKᵀ and PV per attention block
+
+    student = leanformer.compress(copy.deepcopy(float_model), QuantizationConfig())
+    calibrate(student, [inputs])
+    quant_matmuls = _count(student, inputs)
+    assert len(quant_matmuls) == len(float_matmuls)
+    unquantized = [n for n, ok in quant_matmuls if not ok]
+    assert not unquantized, f"{len(unquantized)} of {len(quant_matmuls)} matmuls have a float input: {unquantized}"
+
+
+def test_disabled_quantizers_give_the_float_model():
+    model = tiny_model("bert")
+    inputs = tiny_inputs(model)
+    with torch.no_grad():
+        ref = model(**inputs).logits
+    student = leanformer.compress(copy.deepcopy(model), QuantizationConfig(weight_bits=4, activation_bits=4))
+    calibrate(student, [inputs])
+    set_quantization_enabled(student, False)
+    with torch.no_grad():
+        assert torch.allclose(student(**inputs).logits, ref, atol=1e-6)
+    set_quantization_enabled(student, True)
+    with torch.no_grad():
+        assert not torch.allclose(student(**inputs).logits, ref, atol=1e-4)
+
+
+def test_uncalibrated_model_says_what_to_do():
+    student = leanformer.compress(tiny_model("bert"), QuantizationConfig())
+    with pytest.raises(LeanformerError, match="calibrate"):
+        student(**tiny_inputs(student))
+
+
+@pytest.mark.parametrize("model_type", ["bert", "marian"])
+def test_save_load_gives_identical_outputs(tmp_path, model_type):
+    model = tiny_model(model_type)
+    inputs = tiny_inputs(model)
+    student = leanformer.compress(model, QuantizationConfig(weight_bits=6, activation_bits=8))
+    calibrate(student, [inputs])
+    leanformer.save(student, tmp_path / "q")
+    loaded = leanformer.load(tmp_path / "q")
+    with torch.no_grad():
+        assert torch.equal(loaded(**inputs).logits, student(**inputs).logits)
+    assert set(activation_quantizers(loaded)) == set(activation_quantizers(student))
+    if model_type == "marian":  # the shared embedding and the LM head are still one tensor
+        assert loaded.lm_head.weight is loaded.model.shared.weight
+
+
+def test_bad_bits_and_unsupported_attention_are_clear_errors():
+    with pytest.raises(ConfigError, match="weight_bits = 9 is not supported; choose one of 2, 3, 4, 5, 6, 7, 8"):
+        QuantizationConfig(weight_bits=9)
+    with pytest.raises(UnsupportedModelError, match="quantize_attention: false"):
+        leanformer.compress(tiny_model("mpnet"), QuantizationConfig())
+    student = leanformer.compress(tiny_model("mpnet"), QuantizationConfig(quantize_attention=False))
+    assert activation_quantizers(student)
