@@ -176,3 +176,50 @@ def test_bad_bits_and_unsupported_attention_are_clear_errors():
         leanformer.compress(tiny_model("mpnet"), QuantizationConfig())
     student = leanformer.compress(tiny_model("mpnet"), QuantizationConfig(quantize_attention=False))
     assert activation_quantizers(student)
+
+
+# --- int8 deployment through onnxruntime -----------------------------------------------------------
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_int8_onnx_matches_the_fake_quant_model_within_one_step(tmp_path, bits):
+    import onnx
+    import onnxruntime as ort
+
+    from leanformer.export import export_onnx
+    from leanformer.measure import dummy_inputs
+    from leanformer.methods.quantization import export_int8_onnx
+
+    model = tiny_model("bert")
+    student = leanformer.compress(copy.deepcopy(model), QuantizationConfig(weight_bits=bits, activation_bits=bits))
+    calibrate(student, [dummy_inputs(student, 4, 12, seed=s) for s in range(3)])
+    path = export_int8_onnx(student, tmp_path / "int8.onnx")
+    graph = onnx.load(str(path)).graph
+    int8_weights = [i for i in graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    linears = [m for m in student.modules() if isinstance(m, torch.nn.Linear)]
+    embeddings = [m for m in student.modules() if isinstance(m, torch.nn.Embedding)]
+    assert len(int8_weights) == len(linears) + len(embeddings)
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs = dummy_inputs(student, 3, 20, seed=7)  # not the export shape
+    got = session.run(None, {k: v.numpy() for k, v in inputs.items()})[0]
+    with torch.no_grad():
+        want = student(**inputs).logits.numpy()
+    # one step of the classifier's input, propagated through its weight: the logit quantum
+    head = student.classifier
+    step = float(head.input_quantizer.qparams()[0])
+    bound = step * head.weight_quantizer(head.weight).abs().sum(dim=1).max().item()
+    assert abs(got - want).max() <= bound
+
+    # stored tensors (weights, scales, zero points): a quarter of fp32 plus the per-row scales
+    # (the file of a 32-wide toy model is mostly graph structure, so compare tensor bytes)
+    export_onnx(model, tmp_path / "fp32.onnx")
+    assert _tensor_bytes(tmp_path / "int8.onnx") < 0.4 * _tensor_bytes(tmp_path / "fp32.onnx")
+
+
+def _tensor_bytes(path) -> int:
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    tensors = list(graph.initializer) + [n.attribute[0].t for n in graph.node if n.op_type == "Constant" and n.attribute[0].t.dims]
+    return sum(numpy_helper.to_array(t).nbytes for t in tensors)

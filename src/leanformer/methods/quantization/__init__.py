@@ -16,6 +16,7 @@ from .model import (
     rebuild_quantization,
     set_quantization_enabled,
 )
+from .deploy import export_int8_onnx, fold_weight_quantization, frozen_for_export
 from .quantizers import ActivationQuantizer, WeightQuantizer, grid, scale_and_zero_point
 
 register_method(
@@ -33,5 +34,5 @@ __all__ = [
     "QuantizationConfig", "SUPPORTED_BITS", "QuantizedLinear", "QuantizedEmbedding", "ActivationQuantizer", "WeightQuantizer",
     "apply_quantization", "rebuild_quantization", "calibrate", "activation_quantizers", "set_quantization_enabled",
     "quantization_training_extras", "QuantizationStartCallback", "quantized_attention", "grid", "scale_and_zero_point",
-    "ATTENTION_INTERFACE_TYPES",
+    "ATTENTION_INTERFACE_TYPES", "export_int8_onnx", "fold_weight_quantization", "frozen_for_export",
 ]

@@ -25,6 +25,35 @@ def grid(bits: int, symmetric: bool) -> tuple[int, int]:
     return 0, 2**bits - 1
 
 
+def _container(bits: int, symmetric: bool) -> tuple[int, int]:
+    """The 8-bit integer type a k-bit grid is stored in (ONNX QuantizeLinear knows int8 and uint8 only)."""
+    return (-128, 127) if symmetric else (0, 255)
+
+
+def _fake_quantize(x, scale, zero_point, bits: int, symmetric: bool, axis: int | None = None):
+    q_min, q_max = grid(bits, symmetric)
+    if axis is not None:
+        return torch.fake_quantize_per_channel_affine(x, scale, zero_point, axis, q_min, q_max)
+    return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, q_min, q_max)
+
+
+def _export_quantize(x, frozen, bits: int, symmetric: bool, axis: int | None = None):
+    """ONNX export: QuantizeLinear/DequantizeLinear with constant parameters, in the 8-bit container.
+
+    ONNX knows int8/uint8 only, so a k-bit grid (or int8's symmetric [-127, 127]) is stored in
+    [-128, 127] / [0, 255], with a Clip to the k-bit range first when the two differ.
+    """
+    scale, zero_point = frozen
+    q_min, q_max = grid(bits, symmetric)
+    c_min, c_max = _container(bits, symmetric)
+    if axis is not None:  # weights: their own range is already on the k-bit grid, no clip needed
+        return torch.fake_quantize_per_channel_affine(x, scale, zero_point, axis, c_min, c_max)
+    s, z = float(scale), int(zero_point)
+    if (q_min, q_max) != (c_min, c_max):
+        x = torch.clamp(x, (q_min - z) * s, (q_max - z) * s)
+    return torch.fake_quantize_per_tensor_affine(x, s, z, c_min, c_max)
+
+
 def scale_and_zero_point(lo: torch.Tensor, hi: torch.Tensor, bits: int, symmetric: bool):
     """Step and zero point of the grid covering [lo, hi] ∪ {0}."""
     q_min, q_max = grid(bits, symmetric)
@@ -47,6 +76,7 @@ class WeightQuantizer(nn.Module):
         super().__init__()
         self.bits, self.symmetric, self.per_row = bits, symmetric, per_row
         self.enabled = True
+        self.frozen = None  # constant (scale, zero_point) while exporting, see deploy.frozen_for_export
 
     def qparams(self, weight: torch.Tensor):
         w = weight.detach()
@@ -58,11 +88,11 @@ class WeightQuantizer(nn.Module):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
             return weight
+        axis = 0 if self.per_row else None
+        if torch.onnx.is_in_onnx_export() and self.frozen is not None:
+            return _export_quantize(weight, self.frozen, self.bits, self.symmetric, axis)
         scale, zero_point = self.qparams(weight)
-        q_min, q_max = grid(self.bits, self.symmetric)
-        if self.per_row:
-            return torch.fake_quantize_per_channel_affine(weight, scale, zero_point, 0, q_min, q_max)
-        return torch.fake_quantize_per_tensor_affine(weight, scale, zero_point, q_min, q_max)
+        return _fake_quantize(weight, scale, zero_point, self.bits, self.symmetric, axis)
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, symmetric={self.symmetric}, per_row={self.per_row}"
@@ -84,6 +114,7 @@ class ActivationQuantizer(nn.Module):
         # 0 until the first batch is seen: the first batch sets the range, later ones move it
         self.register_buffer("observed", torch.tensor(1 if self.fixed else 0))
         self.enabled = True
+        self.frozen = None  # constant (scale, zero_point) while exporting, see deploy.frozen_for_export
 
     @torch.no_grad()
     def observe(self, x: torch.Tensor) -> None:
@@ -106,9 +137,12 @@ class ActivationQuantizer(nn.Module):
                 "activation quantizer has no range yet: train or calibrate the model "
                 "(leanformer.methods.quantization.calibrate) before evaluating it"
             )
-        scale, zero_point = scale_and_zero_point(self.range_min, self.range_max, self.bits, self.symmetric)
-        q_min, q_max = grid(self.bits, self.symmetric)
-        return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, q_min, q_max)
+        if torch.onnx.is_in_onnx_export() and self.frozen is not None:
+            return _export_quantize(x, self.frozen, self.bits, self.symmetric)
+        return _fake_quantize(x, *self.qparams(), self.bits, self.symmetric)
+
+    def qparams(self):
+        return scale_and_zero_point(self.range_min, self.range_max, self.bits, self.symmetric)
 
     def extra_repr(self) -> str:
         kind = "fixed" if self.fixed else f"ema={self.momentum}"
