@@ -223,3 +223,74 @@ def _tensor_bytes(path) -> int:
     graph = onnx.load(str(path)).graph
     tensors = list(graph.initializer) + [n.attribute[0].t for n in graph.node if n.op_type == "Constant" and n.attribute[0].t.dims]
     return sum(numpy_helper.to_array(t).nbytes for t in tensors)
+
+
+# --- end to end: QAT by distillation, post-training quantization, translation --------------------
+
+def test_qat_student_and_post_training_baseline_from_the_pipeline(tmp_path):
+    from leanformer.distill import DistillationConfig
+    from leanformer.student import distil_student
+    from leanformer.teacher import TaskConfig, teacher_metrics
+    from leanformer.training import TrainConfig
+    from tiny_models import write_tiny_task
+
+    write_tiny_task(tmp_path, rows=24)
+    task = TaskConfig(task=str(tmp_path / "data.csv")).load()
+    common = dict(batch_size=8, max_length=16, report_to="none", progress=False, save_steps=100)
+    config = QuantizationConfig(weight_bits=4, activation_bits=8, calibration_batches=2)
+    qat = distil_student(tmp_path / "teacher", config, task, TrainConfig(epochs=1, **common), DistillationConfig(), tmp_path / "qat")
+    ptq = distil_student(tmp_path / "teacher", config, task, TrainConfig(epochs=0, **common), DistillationConfig(), tmp_path / "ptq")
+    teacher = leanformer.load(tmp_path / "teacher")
+    trained, calibrated = leanformer.load(qat), leanformer.load(ptq)
+    for student in (trained, calibrated):
+        assert all(int(q.observed) > 0 for q in activation_quantizers(student).values())
+    # PTQ leaves the weights alone; QAT moved them
+    name = "bert.encoder.layer.0.attention.self.query.weight"
+    assert torch.equal(calibrated.state_dict()[name], teacher.state_dict()[name])
+    assert not torch.equal(trained.state_dict()[name], teacher.state_dict()[name])
+    assert "accuracy" in teacher_metrics(qat)["metrics"]["test"]
+
+    # benchmarked as deployed: the quantized student runs as int8 ONNX, the teacher in PyTorch
+    from leanformer.benchmark import Candidate, benchmark
+
+    rows = benchmark(Candidate("teacher", tmp_path / "teacher"), [Candidate("ptq", ptq)], task, seq_len=16, batch_sizes=(1, 2),
+                     repeats=1, warmup=1, max_length=16, progress=False)
+    assert [r.extra["runtime"] for r in rows] == ["pytorch", "onnxruntime int8"]
+    assert 0 <= rows[1].metric <= 100 and rows[1].latency_b1_ms > 0
+
+
+def test_translation_teacher_from_scratch_and_its_quantized_student(tmp_path, monkeypatch):
+    import json
+
+    from leanformer.distill import DistillationConfig
+    from leanformer.student import distil_student
+    from leanformer.teacher import FinetuneConfig, TaskConfig, finetune, teacher_metrics
+    from leanformer.training import TrainConfig
+    from leanformer.translation_teacher import ScratchTranslationConfig
+    from tiny_models import WORDS
+
+    monkeypatch.setenv("LEANFORMER_CACHE", str(tmp_path / "cache"))
+    rows = [{"source": " ".join(WORDS[(i + j) % 40] for j in range(5)), "target": " ".join(WORDS[(i + j) % 40 + 40] for j in range(5))} for i in range(60)]
+    (tmp_path / "pairs.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    task_config = TaskConfig(task=str(tmp_path / "pairs.jsonl"), kind="translation")
+    train = TrainConfig(max_steps=4, batch_size=8, max_length=12, eval_batch_size=32, report_to="none", progress=False, learning_rate=1e-3)
+    size = ScratchTranslationConfig(vocab_size=60, d_model=16, encoder_layers=1, decoder_layers=1, attention_heads=2, ffn_dim=32)
+    teacher = finetune(FinetuneConfig(model="scratch"), task_config, train, scratch=size)
+    record = teacher_metrics(teacher)
+    assert set(record["metrics"]) == {"validation", "test", "test_beam4"} and "bleu" in record["metrics"]["test"]
+    assert finetune(FinetuneConfig(model="scratch"), task_config, train, scratch=size) == teacher  # cached
+
+    student = distil_student(teacher, QuantizationConfig(calibration_batches=2), task_config.load(), train, DistillationConfig(), tmp_path / "q")
+    loaded = leanformer.load(student)
+    assert type(loaded).__name__ == "MarianMTModel" and activation_quantizers(loaded)
+    assert "bleu" in teacher_metrics(student)["metrics"]["test"]
+
+    with pytest.raises(ConfigError, match="translation models only"):
+        finetune(FinetuneConfig(model="scratch"), TaskConfig(task=str(tmp_path / "pairs.jsonl"), kind="classification", text_columns=["source"], label_column="target"), train)
+
+
+def test_too_large_vocabulary_is_a_clear_error(tmp_path):
+    from leanformer.translation_teacher import train_tokenizer
+
+    with pytest.raises(ConfigError, match=r"vocab_size 5000 is more than the training text supports \(at most \d+\)"):
+        train_tokenizer(["a small text"] * 3, ["un petit texte"] * 3, 5000, tmp_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from .measure import (
     bytes_on_disk,
     compare_latency,
     count_parameters,
+    dummy_inputs,
     flops_per_token,
     forward_callable,
 )
@@ -27,12 +29,38 @@ from .measure import (
 
 @dataclass
 class Candidate:
-    """A saved model to benchmark; `metric` skips evaluation when it is already known."""
+    """A saved model to benchmark; `metric` skips evaluation when it is already known.
+
+    `runtime`: "torch" runs the PyTorch model; "onnx" exports it and runs onnxruntime; "auto" (the
+    default) deploys quantized models as int8 ONNX (their real form: fake quantization in PyTorch
+    is slower than float) and runs everything else in PyTorch.
+    """
 
     label: str
     path: Path
     method: str | None = None
     metric: float | None = None
+    runtime: str = "auto"
+
+
+def _is_quantized(model: nn.Module) -> bool:
+    from .methods.quantization import WeightQuantizer
+
+    return any(isinstance(m, WeightQuantizer) for m in model.modules())
+
+
+def _deploy_onnx(model: nn.Module, directory: Path, threads: int) -> tuple[Path, object]:
+    from .export import OnnxClassifier, export_onnx
+    from .methods.quantization import export_int8_onnx
+
+    path = directory / "model.onnx"
+    (export_int8_onnx if _is_quantized(model) else export_onnx)(model, path)
+    return path, OnnxClassifier(path, threads=threads)
+
+
+def _onnx_forward_callable(runner, model: nn.Module, batch_size: int, seq_len: int):
+    inputs = dummy_inputs(model, batch_size, seq_len)
+    return lambda: runner(**inputs)
 
 
 def _method_name(model: nn.Module) -> str:
@@ -59,6 +87,13 @@ def benchmark(
     """One row per model (teacher first). Latencies of all models are measured interleaved."""
     candidates = [teacher, *students]
     models = {c.label: load(c.path) for c in candidates}
+    deployed = {}  # label -> (onnx file, onnxruntime runner)
+    workdir = tempfile.TemporaryDirectory(prefix="leanformer-bench-")
+    for c in candidates:
+        if c.runtime not in ("auto", "torch", "onnx"):
+            raise ConfigError(f"runtime {c.runtime!r} of {c.label!r} is not one of auto, torch, onnx")
+        if c.runtime == "onnx" or (c.runtime == "auto" and _is_quantized(models[c.label])):
+            deployed[c.label] = _deploy_onnx(models[c.label], Path(workdir.name) / c.label.replace("/", "_"), threads)
     for c in candidates:
         limit = max_sequence_length(models[c.label].config)
         if limit is not None and seq_len > limit:
@@ -68,14 +103,18 @@ def benchmark(
     for c in candidates:
         if c.metric is None:
             tokenizer = AutoTokenizer.from_pretrained(c.path)
-            result = evaluate_model(models[c.label], tokenizer, task, split, batch_size=eval_batch_size, max_length=max_length, progress=progress)
+            runner = deployed[c.label][1] if c.label in deployed else models[c.label]
+            result = evaluate_model(runner, tokenizer, task, split, batch_size=eval_batch_size, max_length=max_length, progress=progress)
             metrics[c.label] = result[metric_name]
         else:
             metrics[c.label] = c.metric
 
     latencies = {}
     for batch_size in batch_sizes:
-        fns = {label: forward_callable(model, batch_size, seq_len) for label, model in models.items()}
+        fns = {
+            label: _onnx_forward_callable(deployed[label][1], model, batch_size, seq_len) if label in deployed else forward_callable(model, batch_size, seq_len)
+            for label, model in models.items()
+        }
         latencies[batch_size] = compare_latency(fns, warmup=warmup, repeats=repeats, threads=threads, progress=progress)
 
     def measured(label: str, path: Path) -> dict:
@@ -83,7 +122,7 @@ def benchmark(
         return dict(
             metric=metrics[label],
             params=count_parameters(model)["total"],
-            bytes=bytes_on_disk(path),
+            bytes=deployed[label][0].stat().st_size if label in deployed else bytes_on_disk(path),
             latency_b1_ms=latencies[batch_sizes[0]][label].median_ms,
             latency_b32_ms=latencies[batch_sizes[1]][label].median_ms,
             flops_per_token=flops_per_token(model, seq_len),
@@ -112,9 +151,11 @@ def benchmark(
                 flops_per_token=m["flops_per_token"],
                 teacher_flops_per_token=t["flops_per_token"],
                 command=command,
-                extra={"seq_len": seq_len, "threads": threads, "repeats": repeats, "batch_sizes": list(batch_sizes), "params_by_kind": count_parameters(models[c.label])},
+                extra={"seq_len": seq_len, "threads": threads, "repeats": repeats, "batch_sizes": list(batch_sizes), "params_by_kind": count_parameters(models[c.label]),
+                       "runtime": "onnxruntime" + (" int8" if _is_quantized(models[c.label]) else "") if c.label in deployed else "pytorch"},
             )
         )
+    workdir.cleanup()
     return rows
 
 

@@ -10,7 +10,9 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -55,3 +57,31 @@ class _Positional(nn.Module):
         if hasattr(out, "start_logits"):
             return out.start_logits, out.end_logits
         return out.logits
+
+
+class OnnxClassifier:
+    """An exported encoder run by onnxruntime, called like the PyTorch model (`out.logits`), so the
+    same evaluation code scores the deployed file."""
+
+    def __init__(self, path: str | os.PathLike, *, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def parameters(self):  # evaluation asks for the device of the first parameter
+        yield torch.zeros(())
+
+    def eval(self):
+        return self
+
+    def __call__(self, **inputs):
+        feed = {name: inputs[name].cpu().numpy() for name in self.input_names if name in inputs}
+        if "token_type_ids" in self.input_names and "token_type_ids" not in feed:
+            feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+        outputs = self.session.run(None, feed)
+        return SimpleNamespace(**{name: torch.from_numpy(value) for name, value in zip(self.output_names, outputs)})

@@ -35,6 +35,9 @@ class Method:
     default_distillation: Callable[[], ConfigBase] | None = None
     # TrainConfig overrides for the demo's short run (e.g. the learning rate that suits the method).
     demo_train: dict | None = None
+    # Before training: look at a few training batches (e.g. set quantization ranges). Args: model,
+    # config, an iterable of collated batches; returns nothing.
+    calibrate: Callable | None = None
 
 
 @dataclass
@@ -61,10 +64,11 @@ def register_method(
     demo_config: Callable[[], ConfigBase] | None = None,
     default_distillation: Callable[[], ConfigBase] | None = None,
     demo_train: dict | None = None,
+    calibrate: Callable | None = None,
 ) -> Method:
     method = Method(
         name, config_class, apply, rebuild or (lambda model, config, structure: apply(model, config)),
-        description, training_extras, finalize, demo_config, default_distillation, demo_train,
+        description, training_extras, finalize, demo_config, default_distillation, demo_train, calibrate,
     )
     _METHODS[name] = method
     return method

@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+import torch
+from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, DataCollatorForSeq2Seq, DataCollatorWithPadding
 
 from .api import compress, load, save
@@ -55,10 +57,14 @@ def distil_student(
     )
     features = tokenize_dataset(task.spec, task.splits["train"], tokenizer, train.max_length, for_training=True)
     started = time.perf_counter()
-    run_distillation(
-        student, teacher, features, collator=collator, tokenizer=tokenizer, train=train,
-        distillation=distillation, output_dir=output_dir, extras=extras,
-    )
+    if method.calibrate:
+        loader = DataLoader(features, batch_size=train.batch_size, shuffle=True, collate_fn=collator, generator=torch.Generator().manual_seed(train.seed))
+        method.calibrate(student, method_config, iter(loader))
+    if train.trains:
+        run_distillation(
+            student, teacher, features, collator=collator, tokenizer=tokenizer, train=train,
+            distillation=distillation, output_dir=output_dir, extras=extras,
+        )
     if method.finalize:
         student = method.finalize(student, method_config)
         refine_epochs = getattr(method_config, "refine_epochs", 0) or 0

@@ -14,7 +14,7 @@ from .errors import ConfigError
 class TrainConfig(ConfigBase):
     """The few settings people change; everything else is the Trainer's default."""
 
-    epochs: float = field(default=3.0, metadata={"help": "Training epochs (ignored when max_steps > 0)."})
+    epochs: float = field(default=3.0, metadata={"help": "Training epochs (ignored when max_steps > 0); 0 with max_steps -1: no training (e.g. post-training quantization)."})
     max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer steps (-1: use epochs)."})
     batch_size: int = field(default=32, metadata={"help": "Training batch size per process."})
     eval_batch_size: int = field(default=64, metadata={"help": "Batch size for evaluation."})
@@ -34,8 +34,12 @@ class TrainConfig(ConfigBase):
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if self.max_steps <= 0 and self.epochs <= 0:
-            raise ConfigError("set epochs > 0 or max_steps > 0")
+        if self.max_steps <= 0 and self.epochs < 0:
+            raise ConfigError(f"epochs must be >= 0, got {self.epochs}")
+
+    @property
+    def trains(self) -> bool:
+        return self.max_steps > 0 or self.epochs > 0
 
     def training_arguments(self, output_dir: str, **overrides) -> TrainingArguments:
         kwargs = dict(

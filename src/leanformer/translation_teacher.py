@@ -10,6 +10,7 @@ every other teacher.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +41,8 @@ class ScratchTranslationConfig(ConfigBase):
     def validate(self) -> None:
         if self.d_model % self.attention_heads:
             raise ConfigError(f"d_model ({self.d_model}) must be divisible by attention_heads ({self.attention_heads})")
-        if self.vocab_size < 100:
-            raise ConfigError(f"vocab_size must be >= 100, got {self.vocab_size}")
+        if self.vocab_size < 8:
+            raise ConfigError(f"vocab_size must be >= 8 (3 special pieces plus text), got {self.vocab_size}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
@@ -56,17 +57,16 @@ def train_tokenizer(sources: list[str], targets: list[str], vocab_size: int, dir
     if not sentences:
         raise ConfigError("the training split has no text to build a vocabulary from")
     # Unigram training is deterministic for fixed input and one thread (no seed option exists).
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences),
-        model_prefix=str(directory / "spm"),
-        vocab_size=vocab_size,
-        model_type="unigram",
-        character_coverage=1.0,
-        unk_id=0, eos_id=1, pad_id=2, bos_id=-1,
-        unk_piece=UNK, eos_piece=EOS, pad_piece=PAD,
-        num_threads=1,
-        minloglevel=2,
-    )
+    try:
+        _train_spm(sentences, vocab_size, directory)
+    except RuntimeError as err:
+        limit = re.search(r"value <= (\d+)", str(err))
+        if not limit:
+            raise
+        raise ConfigError(
+            f"vocab_size {vocab_size} is more than the training text supports (at most {limit.group(1)}): "
+            f"pass --vocab_size {limit.group(1)} or less, or train on more text"
+        ) from None
     processor = spm.SentencePieceProcessor(model_file=str(directory / "spm.model"))
     vocab = {processor.id_to_piece(i): i for i in range(processor.get_piece_size())}
     (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
@@ -79,6 +79,20 @@ def train_tokenizer(sources: list[str], targets: list[str], vocab_size: int, dir
         eos_token=EOS,
         pad_token=PAD,
         model_max_length=512,
+    )
+
+
+def _train_spm(sentences: list[str], vocab_size: int, directory: Path) -> None:
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences),
+        model_prefix=str(directory / "spm"),
+        vocab_size=vocab_size,
+        model_type="unigram",
+        character_coverage=1.0,
+        unk_id=0, eos_id=1, pad_id=2, bos_id=-1,
+        unk_piece=UNK, eos_piece=EOS, pad_piece=PAD,
+        num_threads=1,
+        minloglevel=2,
     )
 
 

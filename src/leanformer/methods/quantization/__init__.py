@@ -12,11 +12,12 @@ from .model import (
     activation_quantizers,
     apply_quantization,
     calibrate,
+    calibrate_before_training,
     quantization_training_extras,
     rebuild_quantization,
     set_quantization_enabled,
 )
-from .deploy import export_int8_onnx, fold_weight_quantization, frozen_for_export
+from .deploy import export_int8_onnx, export_int8_seq2seq, fold_weight_quantization, frozen_for_export
 from .quantizers import ActivationQuantizer, WeightQuantizer, grid, scale_and_zero_point
 
 register_method(
@@ -27,12 +28,15 @@ register_method(
     description="Full quantization: every matmul input fake-quantized (8 bits and lower), int8 inference via ONNX (FullyQT)",
     training_extras=quantization_training_extras,
     demo_config=QuantizationConfig,
+    # QAT starts from the teacher: a small learning rate and one epoch keep what it knows
+    demo_train={"learning_rate": 2e-5, "epochs": 1.0},
     default_distillation=DistillationConfig,
+    calibrate=calibrate_before_training,
 )
 
 __all__ = [
     "QuantizationConfig", "SUPPORTED_BITS", "QuantizedLinear", "QuantizedEmbedding", "ActivationQuantizer", "WeightQuantizer",
     "apply_quantization", "rebuild_quantization", "calibrate", "activation_quantizers", "set_quantization_enabled",
     "quantization_training_extras", "QuantizationStartCallback", "quantized_attention", "grid", "scale_and_zero_point",
-    "ATTENTION_INTERFACE_TYPES", "export_int8_onnx", "fold_weight_quantization", "frozen_for_export",
+    "ATTENTION_INTERFACE_TYPES", "export_int8_onnx", "export_int8_seq2seq", "fold_weight_quantization", "frozen_for_export",
 ]

@@ -35,6 +35,9 @@ class QuantizationConfig(ConfigBase):
     symmetric_activations: bool = field(default=False, metadata={"help": "Activations on a symmetric grid (default: min/max, asymmetric)."})
     ema_momentum: float = field(default=0.99, metadata={"help": "Activation ranges: range ← m·range + (1−m)·batch min/max."})
     start_step: int = field(default=0, metadata={"help": "Optimizer step at which fake quantization switches on (ranges are tracked before)."})
+    calibration_batches: int = field(
+        default=8, metadata={"help": "Training batches that set the activation ranges before training (all that post-training quantization does)."}
+    )
     quantize_linear: bool = field(default=True, metadata={"help": "Quantize inputs and weights of every linear map."})
     quantize_attention: bool = field(default=True, metadata={"help": "Quantize Q, K before QKᵀ and softmax, V before the weighted sum."})
     quantize_embeddings: bool = field(default=True, metadata={"help": "Quantize the embedding tables."})
@@ -46,6 +49,8 @@ class QuantizationConfig(ConfigBase):
                 raise ConfigError(f"{name} = {bits} is not supported; choose one of {', '.join(map(str, SUPPORTED_BITS))}")
         if not 0.0 <= self.ema_momentum < 1.0:
             raise ConfigError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}")
+        if self.calibration_batches < 1:
+            raise ConfigError(f"calibration_batches must be >= 1, got {self.calibration_batches}")
         if self.start_step < 0:
             raise ConfigError(f"start_step must be >= 0, got {self.start_step}")
         if not (self.quantize_linear or self.quantize_attention or self.quantize_embeddings):

@@ -84,6 +84,21 @@ def fold_weight_quantization(model_proto: onnx.ModelProto) -> int:
     return folded
 
 
+def _fold_in_place(path: Path) -> None:
+    proto = onnx.load(str(path))
+    if fold_weight_quantization(proto) == 0:
+        raise LeanformerError("the exported graph has no quantized weights to store as int8")
+    onnx.save(proto, str(path))
+
+
+def export_int8_seq2seq(model: nn.Module, directory: str | os.PathLike) -> Path:
+    """Encoder and cached decoder step of a fake-quantized encoder-decoder, as int8 ONNX graphs."""
+    from ...onnx_generation import export_seq2seq_onnx
+
+    with frozen_for_export(model), torch.no_grad():
+        return export_seq2seq_onnx(model, directory, postprocess=_fold_in_place)
+
+
 def export_int8_onnx(model: nn.Module, path: str | os.PathLike, *, seq_len: int = 16) -> Path:
     """Write the fake-quantized `model` as an int8 ONNX model (QDQ with int8 weights), atomically."""
     from ...export import export_onnx
@@ -94,9 +109,6 @@ def export_int8_onnx(model: nn.Module, path: str | os.PathLike, *, seq_len: int 
         float_path = Path(tmp) / "qdq.onnx"
         with frozen_for_export(model), torch.no_grad():
             export_onnx(model, float_path, seq_len=seq_len)
-        proto = onnx.load(str(float_path))
-        if fold_weight_quantization(proto) == 0:
-            raise LeanformerError("the exported graph has no quantized weights to store as int8")
-        onnx.save(proto, str(Path(tmp) / "int8.onnx"))
-        os.replace(Path(tmp) / "int8.onnx", path)
+        _fold_in_place(float_path)
+        os.replace(float_path, path)
     return path

@@ -8,6 +8,7 @@ attention through `attention.quantized_attention`.
 
 from __future__ import annotations
 
+import itertools
 from typing import Iterable
 
 import torch
@@ -94,13 +95,18 @@ def calibrate(model: nn.Module, batches: Iterable[dict]) -> nn.Module:
         q.train()
     seen = 0
     for batch in batches:
-        model(**{k: v for k, v in batch.items() if k != "labels"})
+        model(**batch)  # labels too: encoder-decoders derive their decoder inputs from them
         seen += 1
     for q in quantizers:
         q.eval()
     if seen == 0:
         raise ConfigError("calibration needs at least one batch of inputs")
     return model
+
+
+def calibrate_before_training(model: nn.Module, config: QuantizationConfig, batches: Iterable[dict]) -> None:
+    """Ranges from the first `calibration_batches` training batches, so QAT starts from PTQ's ranges."""
+    calibrate(model, itertools.islice(batches, config.calibration_batches))
 
 
 class QuantizationStartCallback(TrainerCallback):

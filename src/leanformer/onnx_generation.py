@@ -1,0 +1,189 @@
+"""Encoder-decoder models as two ONNX graphs, and greedy generation with a key/value cache in onnxruntime.
+
+`encoder.onnx`: (input_ids, attention_mask) → encoder states and, for every decoder layer, the
+cross-attention keys and values (computed once per sentence, through the architecture tables).
+`decoder.onnx`: one step, (decoder_input_ids, encoder states, encoder mask, past self-attention
+keys/values, cross keys/values) → next-token logits and the grown self-attention cache.
+The step runs the model's own decoder through transformers' `EncoderDecoderCache`, so the graph
+is whatever the PyTorch model computes (quantizers included: see `quantization.deploy`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+from .architectures import get_architecture, iter_layers
+from .errors import LeanformerError
+
+ENCODER, DECODER, META = "encoder.onnx", "decoder.onnx", "generation.json"
+
+
+def _cross_projections(model: nn.Module) -> list[tuple[nn.Module, nn.Module, int]]:
+    """(key projection, value projection, heads) of each decoder layer's cross-attention."""
+    out = []
+    for layer in iter_layers(model):
+        for att in layer.stack.attentions:
+            if att.cross:
+                module = layer.module.get_submodule(att.module)
+                out.append((layer.module.get_submodule(att.key), layer.module.get_submodule(att.value), getattr(module, att.num_heads_attr)))
+    return out
+
+
+def _heads(h: torch.Tensor, heads: int) -> torch.Tensor:
+    b, s, d = h.shape
+    return h.view(b, s, heads, d // heads).transpose(1, 2)
+
+
+class _Encoder(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.cross = model, _cross_projections(model)
+
+    def forward(self, input_ids, attention_mask):
+        states = self.model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        kv = []
+        for key, value, heads in self.cross:
+            kv += [_heads(key(states), heads), _heads(value(states), heads)]
+        return (states, *kv)
+
+
+class _DecoderStep(nn.Module):
+    def __init__(self, model: nn.Module, layers: int):
+        super().__init__()
+        self.model, self.layers = model, layers
+
+    def forward(self, decoder_input_ids, encoder_states, encoder_attention_mask, *cache):
+        n = self.layers
+        past = [(cache[2 * i], cache[2 * i + 1]) for i in range(n)]
+        cross = [(cache[2 * n + 2 * i], cache[2 * n + 2 * i + 1]) for i in range(n)]
+        out = self.model.get_decoder()(
+            input_ids=decoder_input_ids,
+            encoder_hidden_states=encoder_states,
+            encoder_attention_mask=encoder_attention_mask,
+            past_key_values=EncoderDecoderCache(DynamicCache(past), DynamicCache(cross)),
+            use_cache=True,
+        )
+        logits = self.model.get_output_embeddings()(out.last_hidden_state[:, -1])
+        bias = getattr(self.model, "final_logits_bias", None)
+        if bias is not None:
+            logits = logits + bias[0]
+        grown = [t for layer in out.past_key_values.self_attention_cache.layers for t in (layer.keys, layer.values)]
+        return (logits, *grown)
+
+
+def export_seq2seq_onnx(model: nn.Module, directory: str | os.PathLike, *, opset: int = 17, postprocess=None) -> Path:
+    """Write encoder.onnx, decoder.onnx and generation.json to `directory` (atomically).
+
+    `postprocess(onnx_path)` may rewrite each graph in place (e.g. store weights as int8).
+    """
+    if not get_architecture(model).is_encoder_decoder:
+        raise LeanformerError(f"{type(model).__name__} is not an encoder-decoder: use leanformer.export.export_onnx")
+    model = model.eval()
+    config = model.config
+    layers = len(_cross_projections(model))
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        b, s, t = 2, 7, 3
+        ids = torch.randint(3, config.vocab_size, (b, s))
+        mask = torch.ones(b, s, dtype=torch.long)
+        encoder = _Encoder(model)
+        cache_names = [f"{kind}_{i}" for i in range(layers) for kind in ("past_key", "past_value")]
+        cross_names = [f"{kind}_{i}" for i in range(layers) for kind in ("cross_key", "cross_value")]
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about Python-side shape logic are expected
+            states, *cross = encoder(ids, mask)
+            heads_axes = {0: "batch", 2: "source"}
+            torch.onnx.export(
+                encoder, (ids, mask), tmp / ENCODER, input_names=["input_ids", "attention_mask"],
+                output_names=["encoder_states", *cross_names], opset_version=opset, dynamo=False,
+                dynamic_axes={"input_ids": {0: "batch", 1: "source"}, "attention_mask": {0: "batch", 1: "source"},
+                              "encoder_states": {0: "batch", 1: "source"}, **{n: heads_axes for n in cross_names}},
+            )
+            heads = cross[0].shape[1]
+            past = [torch.randn(b, heads, t, cross[0].shape[-1]) for _ in cache_names]
+            step = torch.full((b, 1), config.decoder_start_token_id)
+            grown_names = [n.replace("past_", "present_") for n in cache_names]
+            torch.onnx.export(
+                _DecoderStep(model, layers), (step, states, mask, *past, *cross), tmp / DECODER,
+                input_names=["decoder_input_ids", "encoder_states", "encoder_attention_mask", *cache_names, *cross_names],
+                output_names=["logits", *grown_names], opset_version=opset, dynamo=False,
+                dynamic_axes={"decoder_input_ids": {0: "batch"}, "encoder_states": {0: "batch", 1: "source"},
+                              "encoder_attention_mask": {0: "batch", 1: "source"}, "logits": {0: "batch"},
+                              **{n: {0: "batch", 2: "past"} for n in cache_names},
+                              **{n: {0: "batch", 2: "present"} for n in grown_names},
+                              **{n: heads_axes for n in cross_names}},
+            )
+        if postprocess is not None:
+            postprocess(tmp / ENCODER)
+            postprocess(tmp / DECODER)
+        meta = {"layers": layers, "heads": heads, "head_dim": int(cross[0].shape[-1]),
+                "decoder_start_token_id": config.decoder_start_token_id, "eos_token_id": config.eos_token_id,
+                "pad_token_id": config.pad_token_id, "forced_eos_token_id": getattr(config, "forced_eos_token_id", None)}
+        (tmp / META).write_text(json.dumps(meta, indent=2))
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return directory
+
+
+class OnnxSeq2Seq:
+    """Greedy generation with the exported graphs; `generate` mimics the transformers call that
+    `leanformer.evaluation` makes, so BLEU is computed by the same code for every backend."""
+
+    def __init__(self, directory: str | os.PathLike, *, threads: int | None = None):
+        import onnxruntime as ort
+
+        directory = Path(directory)
+        if not (directory / META).is_file():
+            raise LeanformerError(f"{str(directory)!r} holds no exported encoder-decoder ({META} missing): run export_seq2seq_onnx first")
+        self.meta = json.loads((directory / META).read_text())
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.encoder = ort.InferenceSession(str(directory / ENCODER), options, providers=["CPUExecutionProvider"])
+        self.decoder = ort.InferenceSession(str(directory / DECODER), options, providers=["CPUExecutionProvider"])
+
+    def parameters(self):  # evaluation asks for the device of the first parameter
+        yield torch.zeros(())
+
+    def generate(self, input_ids, attention_mask, num_beams: int = 1, max_new_tokens: int = 128, stop_at_eos: bool = True, **_):
+        """Greedy decoding; `stop_at_eos=False` always makes `max_new_tokens` steps (for timing)."""
+        if num_beams != 1:
+            raise LeanformerError("ONNX generation is greedy (num_beams=1)")
+        ids = input_ids.numpy() if isinstance(input_ids, torch.Tensor) else np.asarray(input_ids)
+        mask = attention_mask.numpy() if isinstance(attention_mask, torch.Tensor) else np.asarray(attention_mask)
+        ids, mask = ids.astype(np.int64), mask.astype(np.int64)
+        states, *cross = self.encoder.run(None, {"input_ids": ids, "attention_mask": mask})
+        m = self.meta
+        b = ids.shape[0]
+        past = [np.zeros((b, m["heads"], 0, m["head_dim"]), np.float32) for _ in range(2 * m["layers"])]
+        token = np.full((b, 1), m["decoder_start_token_id"], np.int64)
+        out, done = [token], np.zeros(b, bool)
+        names = [i.name for i in self.decoder.get_inputs()]
+        for step in range(max_new_tokens):
+            logits, *past = self.decoder.run(None, dict(zip(names, [token, states, mask, *past, *cross])))
+            nxt = logits.argmax(-1)
+            if step == max_new_tokens - 1 and m.get("forced_eos_token_id") is not None:
+                nxt[:] = m["forced_eos_token_id"]  # as transformers does when the length limit is hit
+            nxt = np.where(done & stop_at_eos, m["pad_token_id"], nxt)
+            done |= nxt == m["eos_token_id"]
+            token = nxt[:, None].astype(np.int64)
+            out.append(token)
+            if stop_at_eos and done.all():
+                break
+        return torch.from_numpy(np.concatenate(out, axis=1))
