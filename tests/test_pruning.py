@@ -1,4 +1,4 @@
-"""Block pruning on whole models: finalize is exact, the all-of-Q/K/V head rule, save/load, ONNX, report."""
+"""Block pruning on whole models: finalize is exact, the head-removal rule, save/load, ONNX, report."""
 
 import numpy as np
 import onnxruntime as ort
@@ -44,10 +44,12 @@ def _head_scores(killed: list[int]) -> list[float]:
     return [KILL if h in killed else KEEP for h in range(4)]
 
 
-# layer 0: head 1 empty in Q, K and V (removed), head 2 empty in Q only (stays), even FFN dims pruned;
-# layer 1: heads 0, 1, 3 empty everywhere, head 2 empty in K and V only (stays), all but 5 FFN dims pruned.
+# layer 0: head 1 empty in Q, K and V (removed), head 2 empty in Q only (stays), head 3 empty in V only
+# (removed: its output is zero), even FFN dims pruned;
+# layer 1: heads 0, 1, 3 empty everywhere, head 2 empty in K and V (removed: its output is zero), but
+# one head always stays (head 2, the most weight left), all but 5 FFN dims pruned.
 SCENARIO = {
-    0: {"query": _head_scores([1, 2]), "key": _head_scores([1]), "value": _head_scores([1]),
+    0: {"query": _head_scores([1, 2]), "key": _head_scores([1]), "value": _head_scores([1, 3]),
         "ffn": [KILL if d % 2 == 0 else KEEP for d in range(64)]},
     1: {"query": _head_scores([0, 1, 3]), "key": _head_scores([0, 1, 2, 3]), "value": _head_scores([0, 1, 2, 3]),
         "ffn": [KEEP if d in (3, 9, 20, 41, 63) else KILL for d in range(64)]},
@@ -69,12 +71,12 @@ def test_finalized_model_computes_what_the_masked_model_did(model_type):
     assert type(final).__module__.startswith("transformers.")
     assert (masked - _logits(final, inputs)).abs().max() < 1e-4
     structure = leanformer.recipe_of(final)[-1]["structure"]
-    assert structure == {"heads": [3, 1], "head_indices": [[0, 2, 3], [2]], "ffn_dims": [32, 5]}
+    assert structure == {"heads": [2, 1], "head_indices": [[0, 2], [2]], "ffn_dims": [32, 5]}
     layer = next(iter_layers(final))
     (att,) = layer.stack.attentions
-    assert getattr(layer.module.get_submodule(att.module), att.num_heads_attr) == 3
-    assert layer.module.get_submodule(att.query).out_features == 24
-    assert layer.module.get_submodule(att.output).in_features == 24
+    assert getattr(layer.module.get_submodule(att.module), att.num_heads_attr) == 2
+    assert layer.module.get_submodule(att.query).out_features == 16
+    assert layer.module.get_submodule(att.output).in_features == 16
     assert layer.module.get_submodule(layer.stack.ffn.output).in_features == 32
 
 
@@ -104,22 +106,32 @@ def test_every_structure_and_mask_method_finalizes_exactly(config):
     assert count_parameters(final)["attention"] + count_parameters(final)["ffn"] < params_before
 
 
-def test_heads_are_removed_only_when_empty_in_all_of_query_key_value():
+def test_heads_are_removed_exactly_when_their_output_is_zero():
     torch.manual_seed(0)
     q, k, v, o = (nn.Linear(32, 32) for _ in range(4))
     with torch.no_grad():
         q.weight[0:8] = 0
-        q.bias[0:8] = 0  # head 0: empty in Q only -> stays
+        q.bias[0:8] = 0  # head 0: empty in Q only -> stays (uniform attention over V is not zero)
         for lin in (k, v):
             lin.weight[8:16] = 0
-            lin.bias[8:16] = 0  # head 1: empty in K and V -> stays
+            lin.bias[8:16] = 0  # head 1: empty in K and V -> removed (V empty: output zero)
         for lin in (q, k, v):
             lin.weight[16:24] = 0
             lin.bias[16:24] = 0  # head 2: empty in Q, K and V -> removed
             lin.weight[24:32] = 0
         q.bias[24:32] = 0
         k.bias[24:32] = 0  # head 3: only V's bias left -> stays (it still adds a constant)
-    assert surviving_heads(q, k, v, o, 4) == [0, 1, 3]
+    assert surviving_heads(q, k, v, o, 4) == [0, 3]
+
+    # independent check: zeroing the removed heads' attention output leaves the layer's output unchanged
+    x = torch.randn(2, 5, 32)
+    def attend(keep_heads):
+        Q, K, V = (lin(x).view(2, 5, 4, 8).transpose(1, 2) for lin in (q, k, v))
+        heads = torch.softmax(Q @ K.transpose(-1, -2) / 8**0.5, -1) @ V
+        heads = heads * torch.tensor([1.0 if h in keep_heads else 0.0 for h in range(4)]).view(1, 4, 1, 1)
+        return o(heads.transpose(1, 2).reshape(2, 5, 32))
+    assert torch.allclose(attend([0, 1, 2, 3]), attend([0, 3]), atol=1e-6)
+    assert not torch.allclose(attend([0, 1, 2, 3]), attend([3]), atol=1e-3)  # head 0 matters
     with torch.no_grad():
         for lin in (q, k, v):
             lin.weight.zero_()
@@ -186,8 +198,8 @@ def test_hybrid_filled_refills_zeros_inside_kept_heads_only():
 def test_report_lists_heads_and_ffn_width_per_layer():
     final = finalize_pruning(_masked(tiny_model("bert"), SCENARIO), HEAD_ROWS)
     report = pruning_report(final)
-    assert [(row["heads"], row["ffn_dims"]) for row in report["layers"]] == [(3, 32), (1, 5)]
-    assert report["heads_kept"] == 4 and report["heads_total"] == 8 and report["ffn_dims_total"] == 128
+    assert [(row["heads"], row["ffn_dims"]) for row in report["layers"]] == [(2, 32), (1, 5)]
+    assert report["heads_kept"] == 3 and report["heads_total"] == 8 and report["ffn_dims_total"] == 128
     dense = tiny_model("bert")
     assert report["dense_flops_per_token"] == flops_per_token(dense)
     assert report["flop_reduction"] == pytest.approx(flops_per_token(dense) / flops_per_token(final))

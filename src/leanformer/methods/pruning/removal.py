@@ -1,10 +1,11 @@
 """Physical removal: bake the masks, drop dead heads and FFN dims, leave a smaller dense model.
 
 Rules (all exact: the smaller model computes what the masked one did):
-- a head is removed when its rows are empty (all-zero weights and bias) in all of Q, K and V: its
-  values are then zero, so it adds nothing. A head empty in Q or K alone still attends
-  (uniformly) and passes its values on, so it stays. Each layer keeps at least one head (the one
-  with the most surviving weight in Q, K, V and the attention output);
+- a head is removed when its V rows are empty (all-zero weights and bias), in particular when it
+  is empty in all of Q, K and V: its values are then zero, so it adds nothing whatever Q and K
+  hold. A head empty in Q or K alone still attends (uniformly) and passes its values on, so it
+  stays (dropping it too would change the outputs). Each layer keeps at least one head (the one with the most
+  surviving weight in Q, K, V and the attention output);
 - an FFN dim is removed when its W1 row (weights and bias) or its W2 column is empty (exact for
   activations with act(0) = 0: GELU, ReLU, SiLU); each layer keeps at least one dim.
 Removal slices Q/K/V rows, attention-output columns, W1 rows (and biases) and W2 columns into
@@ -47,11 +48,15 @@ def _alive_rows(linear: nn.Linear) -> torch.Tensor:
 
 
 def surviving_heads(query: nn.Linear, key: nn.Linear, value: nn.Linear, output: nn.Linear, num_heads: int) -> list[int]:
-    """Heads with a non-empty row in Q, K or V (at least one: the one with the most weight left)."""
+    """Heads whose removal would change the output: those with a non-empty V slice (rows or bias).
+
+    A head whose V slice is empty outputs exactly zero whatever Q and K hold, so it goes; that
+    covers heads empty in all of Q, K and V. A head empty in Q or K only still averages V
+    uniformly (softmax of constant scores), which is not zero, so it stays: removal is exact.
+    At least one head per layer is kept (the one with the most weight left).
+    """
     d = query.out_features // num_heads
-    keep = torch.zeros(num_heads, dtype=torch.bool, device=query.weight.device)
-    for linear in (query, key, value):
-        keep |= _alive_rows(linear).reshape(num_heads, d).any(dim=1)
+    keep = _alive_rows(value).reshape(num_heads, d).any(dim=1)
     if not keep.any():
         mass = sum(lin.weight.abs().reshape(num_heads, -1).sum(dim=1) for lin in (query, key, value))
         mass = mass + output.weight.abs().reshape(output.out_features, num_heads, d).sum(dim=(0, 2))
