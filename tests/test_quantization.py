@@ -294,3 +294,20 @@ def test_too_large_vocabulary_is_a_clear_error(tmp_path):
 
     with pytest.raises(ConfigError, match=r"vocab_size 5000 is more than the training text supports \(at most \d+\)"):
         train_tokenizer(["a small text"] * 3, ["un petit texte"] * 3, 5000, tmp_path)
+
+
+def test_cli_exports_a_quantized_student_as_int8(tmp_path, capsys):
+    import json
+
+    import onnx
+
+    from leanformer.cli import main
+
+    model = tiny_model("bert")
+    student = leanformer.compress(model, QuantizationConfig())
+    calibrate(student, [tiny_inputs(student)])
+    leanformer.save(student, tmp_path / "q")
+    assert main(["export", "--model", str(tmp_path / "q"), "--output", str(tmp_path / "q.onnx")]) == 0
+    assert json.loads(capsys.readouterr().out)["int8"] is True
+    graph = onnx.load(str(tmp_path / "q.onnx")).graph
+    assert any(i.data_type == onnx.TensorProto.INT8 for i in graph.initializer)

@@ -13,6 +13,7 @@ from transformers import AutoTokenizer
 from .api import load, recipe_of
 from .architectures import max_sequence_length
 from .errors import ConfigError
+from .methods.quantization import is_quantized
 from .data import TaskData
 from .evaluation import evaluate_model
 from .measure import (
@@ -43,18 +44,12 @@ class Candidate:
     runtime: str = "auto"
 
 
-def _is_quantized(model: nn.Module) -> bool:
-    from .methods.quantization import WeightQuantizer
-
-    return any(isinstance(m, WeightQuantizer) for m in model.modules())
-
-
 def _deploy_onnx(model: nn.Module, directory: Path, threads: int) -> tuple[Path, object]:
     from .export import OnnxClassifier, export_onnx
     from .methods.quantization import export_int8_onnx
 
     path = directory / "model.onnx"
-    (export_int8_onnx if _is_quantized(model) else export_onnx)(model, path)
+    (export_int8_onnx if is_quantized(model) else export_onnx)(model, path)
     return path, OnnxClassifier(path, threads=threads)
 
 
@@ -92,7 +87,7 @@ def benchmark(
     for c in candidates:
         if c.runtime not in ("auto", "torch", "onnx"):
             raise ConfigError(f"runtime {c.runtime!r} of {c.label!r} is not one of auto, torch, onnx")
-        if c.runtime == "onnx" or (c.runtime == "auto" and _is_quantized(models[c.label])):
+        if c.runtime == "onnx" or (c.runtime == "auto" and is_quantized(models[c.label])):
             deployed[c.label] = _deploy_onnx(models[c.label], Path(workdir.name) / c.label.replace("/", "_"), threads)
     for c in candidates:
         limit = max_sequence_length(models[c.label].config)
@@ -152,7 +147,7 @@ def benchmark(
                 teacher_flops_per_token=t["flops_per_token"],
                 command=command,
                 extra={"seq_len": seq_len, "threads": threads, "repeats": repeats, "batch_sizes": list(batch_sizes), "params_by_kind": count_parameters(models[c.label]),
-                       "runtime": "onnxruntime" + (" int8" if _is_quantized(models[c.label]) else "") if c.label in deployed else "pytorch"},
+                       "runtime": "onnxruntime" + (" int8" if is_quantized(models[c.label]) else "") if c.label in deployed else "pytorch"},
             )
         )
     workdir.cleanup()

@@ -225,7 +225,9 @@ def cmd_benchmark(argv: list[str]) -> int:
 @dataclass
 class ExportArgs(ConfigBase):
     model: str = field(default="", metadata={"help": "Directory of a saved model (teacher or student)."})
-    output: str = field(default="", metadata={"help": "The .onnx file to write."})
+    output: str = field(
+        default="", metadata={"help": "The .onnx file to write (encoder-decoders: a directory with encoder.onnx and decoder.onnx)."}
+    )
     opset: int = field(default=17, metadata={"help": "ONNX opset version."})
 
     def validate(self) -> None:
@@ -235,11 +237,22 @@ class ExportArgs(ConfigBase):
 
 def cmd_export(argv: list[str]) -> int:
     from .api import load
+    from .architectures import get_architecture
     from .export import export_onnx
+    from .methods.quantization import export_int8_onnx, export_int8_seq2seq, is_quantized
+    from .onnx_generation import export_seq2seq_onnx
 
-    (args,) = _parse((ExportArgs,), argv, "leanformer export", "Export a saved model to ONNX (factored layers stay factored).")
-    path = export_onnx(load(args.model), args.output, opset=args.opset)
-    print(json.dumps({"onnx": str(path)}, indent=2))
+    (args,) = _parse(
+        (ExportArgs,), argv, "leanformer export",
+        "Export a saved model to ONNX: factored layers stay factored, quantized models become int8, encoder-decoders get a cached decoder step.",
+    )
+    model = load(args.model)
+    seq2seq = get_architecture(model).is_encoder_decoder
+    if is_quantized(model):
+        path = (export_int8_seq2seq if seq2seq else export_int8_onnx)(model, args.output)
+    else:
+        path = export_seq2seq_onnx(model, args.output, opset=args.opset) if seq2seq else export_onnx(model, args.output, opset=args.opset)
+    print(json.dumps({"onnx": str(path), "int8": is_quantized(model)}, indent=2))
     return 0
 
 

@@ -13,6 +13,7 @@ from .model import (
     apply_quantization,
     calibrate,
     calibrate_before_training,
+    is_quantized,
     quantization_training_extras,
     rebuild_quantization,
     set_quantization_enabled,
@@ -38,5 +39,5 @@ __all__ = [
     "QuantizationConfig", "SUPPORTED_BITS", "QuantizedLinear", "QuantizedEmbedding", "ActivationQuantizer", "WeightQuantizer",
     "apply_quantization", "rebuild_quantization", "calibrate", "activation_quantizers", "set_quantization_enabled",
     "quantization_training_extras", "QuantizationStartCallback", "quantized_attention", "grid", "scale_and_zero_point",
-    "ATTENTION_INTERFACE_TYPES", "export_int8_onnx", "export_int8_seq2seq", "fold_weight_quantization", "frozen_for_export",
+    "ATTENTION_INTERFACE_TYPES", "is_quantized", "export_int8_onnx", "export_int8_seq2seq", "fold_weight_quantization", "frozen_for_export",
 ]

@@ -71,6 +71,10 @@ def rebuild_quantization(model: nn.Module, config: QuantizationConfig, structure
     return apply_quantization(model, config)
 
 
+def is_quantized(model: nn.Module) -> bool:
+    return any(isinstance(m, WeightQuantizer) for m in model.modules())
+
+
 def activation_quantizers(model: nn.Module) -> dict[str, ActivationQuantizer]:
     return {name: m for name, m in model.named_modules() if isinstance(m, ActivationQuantizer)}
 
