@@ -108,20 +108,36 @@ class KroneckerLinear(nn.Module):
         flops, _ = factored_flops(self.a_shape, self.b_shape)
         return self.terms * flops <= FACTORED_MAX_FLOP_RATIO * 2 * self.in_features * self.out_features
 
+    # Hooks for composed methods (quantization replaces them); identity here.
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def _factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.A, self.B
+
+    def _between(self, z: torch.Tensor) -> torch.Tensor:
+        """The activation between the two contractions."""
+        return z
+
+    def _dense_weight(self) -> torch.Tensor:
+        return self.weight
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._input(x)
         if not self.uses_factored_path():
-            return F.linear(x, self.weight, self.bias)
+            return F.linear(x, self._dense_weight(), self.bias)
         lead = x.shape[:-1]
         n1, n2 = self.a_shape[1], self.b_shape[1]
         tokens = x.reshape(-1, n1, n2)
         _, order = factored_flops(self.a_shape, self.b_shape)
+        factors_a, factors_b = self._factors()
         y = None
         for i in range(self.terms):
-            a, b = self.A[i], self.B[i]
+            a, b = factors_a[i], factors_b[i]
             if order == "b_first":
-                term = _contract_a(a, torch.matmul(tokens, b.T))
+                term = _contract_a(a, self._between(torch.matmul(tokens, b.T)))
             else:
-                term = torch.matmul(_contract_a(a, tokens), b.T)
+                term = torch.matmul(self._between(_contract_a(a, tokens)), b.T)
             y = term if y is None else y + term
         y = y.reshape(*lead, self.out_features)
         return y + self.bias if self.bias is not None else y
@@ -165,9 +181,13 @@ class KroneckerEmbedding(nn.Module):
     def weight(self) -> torch.Tensor:
         return kron_sum(self.A, self.B)
 
+    def _factors(self) -> tuple[torch.Tensor, torch.Tensor]:  # hook for composed methods
+        return self.A, self.B
+
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        rows = self.A[:, input_ids]  # (terms, ..., d/n)
-        out = (rows.unsqueeze(-1) * self.B.reshape(self.terms, *([1] * input_ids.dim()), 1, self.n)).sum(0)
+        a, b = self._factors()
+        rows = a[:, input_ids]  # (terms, ..., d/n)
+        out = (rows.unsqueeze(-1) * b.reshape(self.terms, *([1] * input_ids.dim()), 1, self.n)).sum(0)
         return out.reshape(*input_ids.shape, self.embedding_dim)
 
     def flops_per_token(self, seq_len: int | None = None) -> int:

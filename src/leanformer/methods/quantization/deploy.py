@@ -31,11 +31,11 @@ def frozen_for_export(model: nn.Module):
     quantizers = [m for m in model.modules() if isinstance(m, (ActivationQuantizer, WeightQuantizer))]
     if not quantizers:
         raise LeanformerError("this model has no quantizers: compress it with QuantizationConfig before exporting it as int8")
-    owners = {id(q): m for m in model.modules() for q in m.children() if isinstance(q, WeightQuantizer)}
+    sources = {q: t for m in model.modules() if hasattr(m, "weight_sources") for q, t in m.weight_sources().items()}
     try:
         for q in quantizers:
             if isinstance(q, WeightQuantizer):
-                q.frozen = tuple(t.clone() for t in q.qparams(owners[id(q)].weight))
+                q.frozen = tuple(t.clone() for t in q.qparams(sources[q]))
             else:
                 if int(q.observed) == 0:
                     raise LeanformerError("an activation quantizer has no range yet: train or calibrate the model before exporting it")

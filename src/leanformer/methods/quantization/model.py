@@ -20,7 +20,8 @@ from ...errors import ConfigError, UnsupportedModelError
 from ...registry import TrainingExtras
 from . import attention
 from .config import QuantizationConfig
-from .layers import QuantizedEmbedding, QuantizedLinear, attention_quantizers
+from ..kronecker.layers import KroneckerEmbedding, KroneckerLinear
+from .layers import QuantizedEmbedding, QuantizedKroneckerEmbedding, QuantizedKroneckerLinear, QuantizedLinear, attention_quantizers
 from .quantizers import ActivationQuantizer, WeightQuantizer
 
 # Families whose attention is dispatched through transformers' attention interface.
@@ -55,8 +56,10 @@ def apply_quantization(model: nn.Module, config: QuantizationConfig) -> nn.Modul
         )
     if config.quantize_linear:
         _swap_all(model, nn.Linear, lambda m: QuantizedLinear(m, config))
+        _swap_all(model, KroneckerLinear, lambda m: QuantizedKroneckerLinear(m, config))
     if config.quantize_embeddings:
         _swap_all(model, nn.Embedding, lambda m: QuantizedEmbedding(m, config))
+        _swap_all(model, KroneckerEmbedding, lambda m: QuantizedKroneckerEmbedding(m, config))
     if config.quantize_attention:
         for layer in iter_layers(model):
             for att in layer.stack.attentions:
