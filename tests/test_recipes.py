@@ -1,33 +1,91 @@
-"""Every shipped recipe parses and validates against the configs it names."""
+"""Recipes: every shipped preset parses, validates and round-trips; multi-stage recipes compose
+methods end to end and the result loads exactly; bad recipes are one clear error."""
 
+import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
-from leanformer.recipe import RECIPE_KEYS, Recipe
-from leanformer.distill import DistillationConfig
-from leanformer.distill.general import GeneralDistillationConfig
+import leanformer
+from leanformer.cli import main
+from leanformer.errors import ConfigError
+from leanformer.recipe import STAGE_KEYS, Recipe
 from leanformer.registry import method_by_name
-from leanformer.training import TrainConfig
+from tiny_models import tiny_inputs, tiny_model, write_tiny_task
 
 RECIPES = sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml"))
+PRESETS = {"kronecker8", "kronecker21", "hybrid_filled", "struct", "fullyqt8", "prune_then_int8", "kronecker_then_int8"}
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
-def test_recipe_parses_and_round_trips(path):
-    recipe = yaml.safe_load(path.read_text())
-    assert set(recipe) <= set(RECIPE_KEYS)
+def test_recipe_parses_validates_and_round_trips(path):
+    raw = yaml.safe_load(path.read_text())
     parsed = Recipe.from_yaml(path)
     assert Recipe.from_dict(yaml.safe_load(parsed.to_yaml())) == parsed
-    method = method_by_name(recipe["method"])
-    config = method.config_class.from_dict(recipe["config"])
-    assert method.config_class.from_yaml(config.to_yaml()) == config
-    sections = {"distillation": DistillationConfig, "train": TrainConfig, "general_train": TrainConfig, "general": GeneralDistillationConfig}
-    for key, cls in sections.items():
-        if key in recipe:
-            assert cls.from_yaml(yaml.safe_dump(recipe[key])) == cls.from_dict(recipe[key])
+    stages = raw["stages"] if "stages" in raw else [raw]
+    assert [s.method for s in parsed.stages] == [s["method"] for s in stages]
+    for stage, data in zip(parsed.stages, stages):
+        assert set(data) <= set(STAGE_KEYS)
+        config_class = method_by_name(data["method"]).config_class
+        assert stage.config == config_class.from_dict(data["config"])
+        assert config_class.from_yaml(stage.config.to_yaml()) == stage.config
+    assert path.read_text().startswith("# "), "each preset starts with its one-line description"
 
 
-def test_recipes_exist():
-    assert {p.stem for p in RECIPES} >= {"kronecker8", "kronecker21"}
+def test_the_presets_ship():
+    assert {p.stem for p in RECIPES} >= PRESETS
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for name in PRESETS:
+        assert f"recipes/{name}.yaml" in readme, f"README does not document {name}"
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"stages": []}, "'stages' must be a non-empty list"),
+        ({"stages": [{"method": "pruning"}], "train": {}}, "unknown key 'train' beside 'stages'"),
+        ({"stages": [{"method": "pruning", "confg": {}}]}, "stage 1: unknown key 'confg'"),
+        ({"stages": [{"method": "pruning"}, {"method": "quantization", "config": {"weight_bits": 9}}]}, "weight_bits = 9 is not supported"),
+        ({"stages": [{"method": "pruning"}, {"method": "kronecker", "config": {"target_compression": 8.0}, "general": {}}]}, "first stage only"),
+        ({"method": "nope"}, "unknown compression method 'nope'"),
+    ],
+)
+def test_bad_recipes_name_the_problem(data, message):
+    with pytest.raises(ConfigError, match=message):
+        Recipe.from_dict(data)
+
+
+def test_compress_with_a_recipe_object_applies_every_stage():
+    recipe = Recipe.from_dict({"stages": [{"method": "pruning", "config": {"attention_structure": "head"}}, {"method": "quantization"}]})
+    student = leanformer.compress(tiny_model("bert"), recipe)
+    assert [s["method"] for s in leanformer.recipe_of(student)] == ["pruning", "quantization"]
+
+
+def test_composed_recipe_runs_end_to_end_from_the_command_line(tmp_path, capsys):
+    write_tiny_task(tmp_path, rows=24)
+    train = {"epochs": 1.0, "batch_size": 8, "max_length": 16, "report_to": "none", "progress": False, "save_steps": 100}
+    recipe = {"stages": [
+        {"method": "pruning", "config": {"attention_structure": "head", "final_lambda": 5.0, "initial_warmup": 0.0, "final_warmup": 0.0}, "train": train},
+        {"method": "quantization", "config": {"calibration_batches": 2}, "train": train},
+    ]}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    argv = ["compress", "--teacher", str(tmp_path / "teacher"), "--recipe", str(tmp_path / "recipe.yaml"),
+            "--task", str(tmp_path / "data.csv"), "--output_dir", str(tmp_path / "student")]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    out = Path(json.loads(printed[printed.rindex('{\n  "student"'):])["student"])
+    assert (tmp_path / "student.stage1-pruning" / "leanformer_metrics.json").is_file()
+    student = leanformer.load(out)
+    assert [s["method"] for s in leanformer.recipe_of(student)] == ["pruning", "quantization"]
+    stage1 = leanformer.load(tmp_path / "student.stage1-pruning")
+    assert leanformer.recipe_of(student)[0]["structure"] == leanformer.recipe_of(stage1)[0]["structure"]
+    inputs = tiny_inputs(student)
+    saved_logits = student(**inputs).logits
+    with torch.no_grad():
+        assert torch.equal(leanformer.load(out)(**inputs).logits, saved_logits)
+
+    # an existing output is never overwritten without --overwrite, and no stage runs again
+    assert main(argv) == 2
+    assert "exists: pass --overwrite" in capsys.readouterr().err

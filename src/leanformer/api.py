@@ -28,12 +28,23 @@ def recipe_of(model: nn.Module) -> list[dict]:
     return list(entry.get("recipe", []))
 
 
-def compress(model: nn.Module, config: ConfigBase) -> nn.Module:
+def compress(model: nn.Module, config) -> nn.Module:
     """Apply the method that `config` belongs to and record it in the model's recipe.
 
     The result is the untrained student, initialised from `model`'s weights; distillation
-    (`leanformer.distill`) then trains it against the original.
+    (`leanformer.student.distil_student`, `leanformer compress`) then trains it against the
+    original. `config` may be a `Recipe`: its stages are applied in order, each finalized before
+    the next (e.g. pruning's masks baked), as an untrained composition.
     """
+    from .recipe import Recipe
+
+    if isinstance(config, Recipe):
+        for i, stage in enumerate(config.stages):
+            model = compress(model, stage.config)
+            method = method_for_config(stage.config)
+            if method.finalize and i < len(config.stages) - 1:
+                model = method.finalize(model, stage.config)
+        return model
     method = method_for_config(config)
     student = method.apply(model, config)
     stages = recipe_of(model) + [{"method": method.name, "config": config.to_dict()}]

@@ -136,9 +136,9 @@ def _distillation_given(argv: list[str]) -> bool:
 
 def cmd_compress(argv: list[str]) -> int:
     from .distill import DistillationConfig
-    from .distill.general import general_distillation
+    from .recipe import Recipe, Stage
     from .registry import available_methods
-    from .student import distil_student
+    from .student import distil_recipe
     from .teacher import TaskConfig
     from .training import TrainConfig
 
@@ -149,20 +149,12 @@ def cmd_compress(argv: list[str]) -> int:
     classes = (CompressArgs, TaskConfig, TrainConfig, DistillationConfig) + ((method.config_class,) if method and not recipe else ())
     parsed = _parse(classes, argv, "leanformer compress", "Compress a fine-tuned teacher into a student by distillation.")
     args, task_cfg, train_cfg, distill_cfg = parsed[:4]
-    method_cfg = recipe.config if recipe else parsed[4]
-    train_cfg = recipe.train if recipe and recipe.train else train_cfg
-    if recipe and recipe.distillation:
-        distill_cfg = recipe.distillation
-    elif method.default_distillation and not _distillation_given(argv):
-        distill_cfg = method.default_distillation()
-    init_encoder = args.init_encoder
-    if recipe and recipe.general and init_encoder is None:
-        init_encoder = Path(args.output_dir + ".general")
-        if not (init_encoder / "config.json").is_file():  # stage 1 already done: reuse it
-            general_distillation(recipe.general, method_cfg, recipe.general_train or train_cfg, init_encoder)
+    if recipe is None:
+        recipe = Recipe([Stage(method.name, parsed[4])])
     task = task_cfg.load(seed=train_cfg.seed)
-    path = distil_student(
-        args.teacher, method_cfg, task, train_cfg, distill_cfg, args.output_dir, overwrite=args.overwrite, init_encoder=init_encoder
+    path = distil_recipe(
+        args.teacher, recipe, task, args.output_dir, train=train_cfg, distillation=distill_cfg if _distillation_given(argv) else None,
+        overwrite=args.overwrite, init_encoder=args.init_encoder,
     )
     print(json.dumps({"student": str(path)}, indent=2))
     return 0
@@ -178,8 +170,8 @@ def cmd_general(argv: list[str]) -> int:
     args, general, train_cfg = parsed[:3]
     method_cfg = recipe.config if recipe else parsed[3]
     if recipe:
-        general = recipe.general or general
-        train_cfg = recipe.general_train or train_cfg
+        general = recipe.stages[0].general or general
+        train_cfg = recipe.stages[0].general_train or train_cfg
     path = general_distillation(general, method_cfg, train_cfg, args.output_dir)
     print(json.dumps({"general_student": str(path)}, indent=2))
     return 0

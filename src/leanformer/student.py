@@ -34,11 +34,14 @@ def distil_student(
     *,
     overwrite: bool = False,
     init_encoder: str | Path | None = None,
+    init_student: str | Path | None = None,
 ) -> Path:
     """Train a compressed copy of the teacher by distillation; write it (and its metrics) to `output_dir`.
 
     `init_encoder`: a general-distillation student (`distill.general`) whose encoder replaces the
     freshly compressed one; the pooler and task head stay the fine-tuned teacher's.
+    `init_student`: compress this saved student (a previous stage) instead of a copy of the teacher;
+    the teacher still distils.
     """
     output_dir = Path(output_dir)
     if output_dir.exists() and not overwrite:
@@ -47,7 +50,7 @@ def distil_student(
     teacher = load(teacher_path)
     check_sequence_length(teacher.config, train.max_length, str(teacher_path))
     tokenizer = AutoTokenizer.from_pretrained(teacher_path)
-    student = compress(copy.deepcopy(teacher), method_config)
+    student = compress(load(init_student) if init_student is not None else copy.deepcopy(teacher), method_config)
     if init_encoder is not None:
         load_encoder(student, init_encoder)
     extras = method.training_extras(student, method_config) if method.training_extras else None
@@ -105,3 +108,53 @@ def load_encoder(student, path: str | Path) -> None:
             f"the encoder in {str(path)!r} does not fit this student (missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}): "
             "run general distillation with the same method config"
         )
+
+
+def stage_output(output_dir: str | Path, index: int, count: int, method: str) -> Path:
+    """Where stage `index` (0-based) of `count` writes: the last stage writes `output_dir` itself."""
+    output_dir = Path(output_dir)
+    return output_dir if index == count - 1 else output_dir.with_name(f"{output_dir.name}.stage{index + 1}-{method}")
+
+
+def distil_recipe(
+    teacher_path: str | Path,
+    recipe,
+    task: TaskData,
+    output_dir: str | Path,
+    *,
+    train: TrainConfig,
+    distillation: DistillationConfig | None = None,
+    overwrite: bool = False,
+    init_encoder: str | Path | None = None,
+) -> Path:
+    """Run a recipe's stages in order, each compressing the previous stage's student and distilled
+    from the original teacher. A finished stage (its output holds metrics) is reused, so an
+    interrupted multi-stage run resumes at the stage it stopped in.
+
+    `train`/`distillation` apply to stages that do not set their own (distillation then defaults
+    to the method's own losses).
+    """
+    from .distill.general import general_distillation
+
+    if Path(output_dir).exists() and not overwrite:
+        raise LeanformerError(f"output directory {str(output_dir)!r} exists: pass --overwrite or choose another path")
+    previous = None
+    count = len(recipe.stages)
+    for i, stage in enumerate(recipe.stages):
+        method = method_for_config(stage.config)
+        out = stage_output(output_dir, i, count, stage.method)
+        done = (out / METRICS_FILE).is_file() and i < count - 1
+        if not done:
+            stage_train = stage.train or train
+            losses = stage.distillation or distillation or (method.default_distillation() if method.default_distillation else DistillationConfig())
+            encoder = init_encoder if i == 0 else None
+            if i == 0 and stage.general is not None and encoder is None:
+                encoder = Path(str(output_dir) + ".general")
+                if not (encoder / "config.json").is_file():  # stage 1 already done: reuse it
+                    general_distillation(stage.general, stage.config, stage.general_train or stage_train, encoder)
+            distil_student(
+                teacher_path, stage.config, task, stage_train, losses, out,
+                overwrite=overwrite or i < count - 1, init_encoder=encoder, init_student=previous,
+            )
+        previous = out
+    return Path(output_dir)
