@@ -15,7 +15,6 @@ from safetensors.torch import load_file
 from torch import nn
 
 from . import __version__
-from .config import ConfigBase
 from .errors import LeanformerError
 from .registry import method_by_name, method_for_config
 
