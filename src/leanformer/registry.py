@@ -47,6 +47,8 @@ class TrainingExtras:
     # parameter-name suffix -> learning rate: such parameters get their own optimizer group,
     # without weight decay (e.g. pruning scores train at 1e-2 while weights train at 3e-5)
     learning_rates: dict = field(default_factory=dict)
+    # fn() -> {name: number} added to every training log line (e.g. the pruning threshold)
+    log_values: Callable | None = None
 
 
 _METHODS: dict[str, Method] = {}

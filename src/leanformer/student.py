@@ -24,6 +24,9 @@ from .teacher import METRICS_FILE
 from .training import TrainConfig
 
 
+TRAINING_LOG_FILE = "training_log.json"
+
+
 def distil_student(
     teacher_path: str | Path,
     method_config: ConfigBase,
@@ -63,21 +66,24 @@ def distil_student(
     if method.calibrate:
         loader = DataLoader(features, batch_size=train.batch_size, shuffle=True, collate_fn=collator, generator=torch.Generator().manual_seed(train.seed))
         method.calibrate(student, method_config, iter(loader))
+    log_history = []  # every training log line, kept with the student (the report plots it)
     if train.trains:
-        run_distillation(
+        trainer = run_distillation(
             student, teacher, features, collator=collator, tokenizer=tokenizer, train=train,
             distillation=distillation, output_dir=output_dir, extras=extras,
         )
+        log_history += [{**entry, "phase": "distillation"} for entry in trainer.state.log_history]
     if method.finalize:
         student = method.finalize(student, method_config)
         refine_epochs = getattr(method_config, "refine_epochs", 0) or 0
         if refine_epochs > 0:
             # e.g. Block Pruning's "hybrid filled": distil the finalized, smaller dense model again
             refine = TrainConfig(**{**train.to_dict(), "epochs": float(refine_epochs), "max_steps": -1})
-            run_distillation(
+            trainer = run_distillation(
                 student, teacher, features, collator=collator, tokenizer=tokenizer, train=refine,
                 distillation=distillation, output_dir=output_dir.with_name(output_dir.name + ".refine"),
             )
+            log_history += [{**entry, "phase": "refine"} for entry in trainer.state.log_history]
     seconds = time.perf_counter() - started
 
     metrics = {
@@ -92,7 +98,7 @@ def distil_student(
         "train_seconds": round(seconds, 1),
         "settings": {"method": method.name, "config": method_config.to_dict(), "train": train.to_dict(), "distillation": distillation.to_dict()},
     }
-    save(student, output_dir, tokenizer, extra_files={METRICS_FILE: json.dumps(record, indent=2)})
+    save(student, output_dir, tokenizer, extra_files={METRICS_FILE: json.dumps(record, indent=2), TRAINING_LOG_FILE: json.dumps(log_history)})
     return output_dir
 
 

@@ -48,9 +48,11 @@ class DistillationTrainer(Trainer):
         intermediate: list[IntermediatePair] | None = None,
         extra_losses: dict[str, ExtraLoss] | None = None,
         learning_rates: dict[str, float] | None = None,
+        log_values=None,
         **kwargs,
     ):
         self.learning_rates = dict(learning_rates or {})
+        self.log_values = log_values
         super().__init__(*args, **kwargs)
         check_compatible(self.model, teacher)
         self.distillation = distillation or DistillationConfig()
@@ -145,6 +147,8 @@ class DistillationTrainer(Trainer):
                 logs[f"loss_{name}"] = round(value, 6)
             self._loss_sums.clear()
             self._loss_steps = 0
+        if "loss" in logs and self.log_values is not None:
+            logs.update(self.log_values())
         super().log(logs, *args, **kwargs)
 
 
@@ -202,6 +206,7 @@ def run_distillation(
         callbacks=extras.callbacks if extras else None,
         extra_losses=extras.extra_losses if extras else None,
         learning_rates=extras.learning_rates if extras else None,
+        log_values=extras.log_values if extras else None,
     )
     trainer.train(resume_from_checkpoint=get_last_checkpoint(str(run_dir)) if run_dir.exists() else None)
     return trainer

@@ -16,7 +16,7 @@ from ...architectures import ARCHITECTURES, get_architecture, iter_layers
 from ...errors import ConfigError
 from ...registry import TrainingExtras
 from .config import BlockPruningConfig
-from .layers import SCORES, MaskedLinear, PruningState, find_state, score_regularization
+from .layers import SCORES, MaskedLinear, PruningState, find_state, mask_density, score_regularization
 from .removal import apply_structure, replace_module
 from .schedule import PruningScheduleCallback, finish_state
 
@@ -124,6 +124,8 @@ def pruning_training_extras(model: nn.Module, config: BlockPruningConfig) -> Tra
     if state is None:
         raise ConfigError("the model has no masked layers: compress it with BlockPruningConfig before training")
     extras = TrainingExtras(callbacks=[PruningScheduleCallback(state, config)])
+    # the schedule and what the masks keep, on every log line (the report plots them)
+    extras.log_values = lambda: {"threshold": state.threshold, "lambda": state.regularization, "mask_density": mask_density(model)}
     if config.uses_scores:
         extras.learning_rates = {SCORES: config.score_learning_rate}
     if config.mask_method == "sigmoid_threshold":
