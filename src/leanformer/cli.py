@@ -248,6 +248,24 @@ def cmd_export(argv: list[str]) -> int:
     return 0
 
 
+@dataclass
+class ReportArgs(ConfigBase):
+    runs: list[str] | None = field(default=None, metadata={"help": "Run directories (results.json and/or saved students) or results .json files."})
+    output_dir: str = field(default="report", metadata={"help": "Where report.md and its PNG plots go."})
+
+    def validate(self) -> None:
+        if not self.runs:
+            raise ConfigError("--runs is required: one or more run directories (e.g. runs/demo) or results .json files")
+
+
+def cmd_report(argv: list[str]) -> int:
+    from .report import write_report
+
+    (args,) = _parse((ReportArgs,), argv, "leanformer report", "Write report.md and plots (accuracy vs latency/size, structure, curves, ranges).")
+    print(json.dumps({"report": str(write_report(args.runs, args.output_dir))}, indent=2))
+    return 0
+
+
 def cmd_demo(argv: list[str]) -> int:
     from .demo import DemoConfig, run_demo
 
@@ -263,6 +281,7 @@ COMMANDS = {
     "evaluate": (cmd_evaluate, "evaluate a saved model on a task split"),
     "benchmark": (cmd_benchmark, "metric, size, FLOPs and CPU latency of students vs their teacher"),
     "export": (cmd_export, "export a saved model to ONNX for onnxruntime"),
+    "report": (cmd_report, "report.md and plots from runs' measurements"),
     "demo": (cmd_demo, "the main job: MiniLM on SST-2, teacher and students, results table"),
 }
 

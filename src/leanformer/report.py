@@ -1,0 +1,232 @@
+"""`leanformer report RUN_DIR...`: one markdown page and PNG plots from what runs measured.
+
+A run directory is anything leanformer wrote: a benchmark's `results.json` (rows measured against
+the teacher in one run, e.g. `leanformer demo`'s output directory) and/or saved students
+(`leanformer_metrics.json`, `training_log.json`, the recipe in config.json). Plots, each drawn
+only when the runs hold its data:
+- accuracy vs latency (batch 32) and accuracy vs size on disk, teacher starred, Pareto front drawn;
+- heads and FFN width kept per layer of every pruned student (heatmaps);
+- training curves: task, distillation and regularisation losses, pruning threshold and mask density;
+- activation ranges of every quantized tensor of every quantized student.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from .errors import DataError  # noqa: E402
+from .measure import TEACHER_METHOD, BenchmarkRow, markdown_table, read_results  # noqa: E402
+
+RESULTS_FILE = "results.json"
+METRICS_FILE = "leanformer_metrics.json"
+TRAINING_LOG_FILE = "training_log.json"
+
+
+def collect(run_dirs: list[str | os.PathLike]) -> tuple[list[BenchmarkRow], list[Path]]:
+    """Benchmark rows and student directories found in the runs (a run may also be a results .json)."""
+    rows, students = [], []
+    for run in map(Path, run_dirs):
+        if run.is_file() and run.suffix == ".json":
+            rows += read_results(run)
+            continue
+        if not run.is_dir():
+            raise DataError(f"{str(run)!r} is neither a run directory nor a results .json file")
+        if (run / RESULTS_FILE).is_file():
+            rows += read_results(run / RESULTS_FILE)
+        for candidate in [run, *sorted(p for p in run.iterdir() if p.is_dir())]:
+            if (candidate / METRICS_FILE).is_file() and (candidate / "config.json").is_file():
+                students.append(candidate)
+    if not rows and not students:
+        raise DataError(f"no measurements in {', '.join(map(str, run_dirs))}: expected a {RESULTS_FILE} or saved students")
+    return rows, students
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both axes (lower x, higher y), by x."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], float("-inf")
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+_X_AXES = {
+    "latency": ("latency_b32_ms", "latency at batch 32, seq 128 (ms, log scale)", 1.0),
+    "size": ("bytes", "size on disk (MB, log scale)", 1e-6),
+}
+
+
+def tradeoff_figure(rows: list[BenchmarkRow], x: str) -> Figure | None:
+    """Metric against latency or size; teacher starred, Pareto front joined."""
+    field, label, scale = _X_AXES[x]
+    usable = [r for r in rows if r.metric is not None and getattr(r, field) is not None]
+    if not usable:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    points = [(getattr(r, field) * scale, r.metric) for r in usable]
+    for (px, py), row in zip(points, usable):
+        teacher = row.method == TEACHER_METHOD
+        ax.scatter(px, py, marker="*" if teacher else "o", s=160 if teacher else 40, color="black" if teacher else "tab:blue", zorder=3)
+        ax.annotate(row.model, (px, py), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    front = pareto_front(points)
+    ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "--", color="tab:orange", label="Pareto front", zorder=2)
+    ax.set_xscale("log")
+    ax.set_xlabel(label)
+    metric_names = sorted({r.metric_name for r in usable if r.metric_name})
+    ax.set_ylabel(" / ".join(metric_names) or "metric")
+    ax.set_title(f"{ax.get_ylabel()} vs {x} (★ teacher)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _recipe(student: Path) -> list[dict]:
+    config = json.loads((student / "config.json").read_text())
+    return (config.get("leanformer") or {}).get("recipe", [])
+
+
+def _structure(student: Path) -> dict | None:
+    for stage in _recipe(student):
+        if stage.get("method") == "pruning" and stage.get("structure"):
+            return stage["structure"]
+    return None
+
+
+def structure_figure(students: list[Path]) -> Figure | None:
+    """Heatmaps: heads kept and FFN dims kept, per layer (columns) of each pruned student (rows)."""
+    pruned = [(s, _structure(s)) for s in students]
+    pruned = [(s, st) for s, st in pruned if st]
+    if not pruned:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 1.2 + 0.45 * len(pruned)))
+    for ax, key, title in ((axes[0], "heads", "attention heads kept"), (axes[1], "ffn_dims", "FFN dimensions kept")):
+        grid = [st[key] for _, st in pruned]
+        width = max(len(g) for g in grid)
+        grid = [g + [0] * (width - len(g)) for g in grid]
+        image = ax.imshow(grid, aspect="auto", cmap="viridis")
+        for r, values in enumerate(grid):
+            for c, v in enumerate(values):
+                ax.text(c, r, str(v), ha="center", va="center", fontsize=7, color="white")
+        ax.set_xlabel("layer")
+        ax.set_ylabel("student")
+        ax.set_yticks(range(len(pruned)), [s.name for s, _ in pruned], fontsize=7)
+        ax.set_xticks(range(width))
+        ax.set_title(title)
+        fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+CURVES = {
+    "losses": ("loss", "loss_task", "loss_logits", "loss_hidden", "loss_attention", "loss_embedding", "loss_pruning_regularization"),
+    "schedule": ("threshold", "mask_density"),
+}
+
+
+def _log(student: Path) -> list[dict]:
+    path = student / TRAINING_LOG_FILE
+    return [e for e in json.loads(path.read_text()) if "loss" in e] if path.is_file() else []
+
+
+def curves_figure(students: list[Path]) -> Figure | None:
+    """Training losses (left) and the pruning schedule (right) against the step, per student."""
+    logs = [(s, _log(s)) for s in students]
+    logs = [(s, log) for s, log in logs if log]
+    if not logs:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for student, log in logs:
+        for ax, names in zip(axes, CURVES.values()):
+            for name in names:
+                points = [(e.get("step", i), e[name]) for i, e in enumerate(log) if name in e and (ax is axes[1] or e[name] > 0)]
+                if points:
+                    ax.plot(*zip(*points), label=f"{student.name}: {name}", linewidth=1)
+    axes[0].set_ylabel("loss (log scale)")
+    axes[0].set_yscale("log")
+    axes[1].set_ylabel("threshold / mask density")
+    for ax, title in zip(axes, ("distillation losses", "pruning schedule")):
+        ax.set_xlabel("optimizer step")
+        ax.set_title(title)
+        if ax.lines:
+            ax.legend(fontsize=6)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _ranges(student: Path) -> dict[str, tuple[float, float]]:
+    if not any(stage.get("method") == "quantization" for stage in _recipe(student)):
+        return {}
+    from safetensors import safe_open
+
+    out: dict[str, list[float]] = {}
+    for file in sorted(student.glob("*.safetensors")):
+        with safe_open(str(file), "pt") as f:
+            for key in f.keys():
+                if key.endswith((".range_min", ".range_max")) and ".probs." not in key:
+                    out.setdefault(key.rsplit(".", 1)[0], [0.0, 0.0])["range_max" in key] = float(f.get_tensor(key))
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def ranges_figure(students: list[Path]) -> Figure | None:
+    """The frozen range [min, max] of every quantized activation, one bar per tensor."""
+    quantized = [(s, _ranges(s)) for s in students]
+    quantized = [(s, r) for s, r in quantized if r]
+    if not quantized:
+        return None
+    fig, axes = plt.subplots(len(quantized), 1, figsize=(11, 3.2 * len(quantized)), squeeze=False)
+    for ax, (student, ranges) in zip(axes[:, 0], quantized):
+        names = list(ranges)
+        lows, highs = [ranges[n][0] for n in names], [ranges[n][1] for n in names]
+        ax.bar(range(len(names)), [h - lo for lo, h in zip(lows, highs)], bottom=lows, color="tab:green")
+        ax.set_xlabel("quantized activation (model order)")
+        ax.set_ylabel("range [min, max]")
+        ax.set_title(f"{student.name}: activation ranges of {len(names)} quantized tensors")
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
+
+
+def write_report(run_dirs: list[str | os.PathLike], output_dir: str | os.PathLike) -> Path:
+    """report.md and its PNG plots in `output_dir`; returns the report's path."""
+    rows, students = collect(run_dirs)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = {
+        "accuracy_vs_latency.png": ("Accuracy vs latency", tradeoff_figure(rows, "latency")),
+        "accuracy_vs_size.png": ("Accuracy vs size", tradeoff_figure(rows, "size")),
+        "structure.png": ("What pruning kept, per layer", structure_figure(students)),
+        "training_curves.png": ("Training curves", curves_figure(students)),
+        "activation_ranges.png": ("Activation ranges of the quantized students", ranges_figure(students)),
+    }
+    lines = ["# leanformer report", "", f"Runs: {', '.join(f'`{r}`' for r in run_dirs)}", ""]
+    if rows:
+        lines += [markdown_table(rows), ""]
+    for name, (title, fig) in figures.items():
+        if fig is None:
+            continue
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        lines += [f"## {title}", "", f"![{title}]({name})", ""]
+    if students:
+        lines += ["## Students", "", "| student | recipe | test metrics |", "|---|---|---|"]
+        for s in students:
+            metrics = json.loads((s / METRICS_FILE).read_text()).get("metrics", {}).get("test", {})
+            recipe = " → ".join(stage["method"] for stage in _recipe(s)) or "dense"
+            shown = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if isinstance(v, (int, float)))
+            lines.append(f"| `{s}` | {recipe} | {shown} |")
+        lines.append("")
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path

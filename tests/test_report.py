@@ -1,0 +1,78 @@
+"""The report renders from fixture measurements: every plot file exists, with the right axes."""
+
+
+import pytest
+
+from leanformer.cli import main
+from leanformer.distill import DistillationConfig
+from leanformer.errors import DataError
+from leanformer.measure import BenchmarkRow, write_results
+from leanformer.methods.pruning import BlockPruningConfig
+from leanformer.methods.quantization import QuantizationConfig
+from leanformer.report import collect, curves_figure, pareto_front, ranges_figure, structure_figure, tradeoff_figure, write_report
+from leanformer.student import distil_student
+from leanformer.teacher import TaskConfig
+from leanformer.training import TrainConfig
+from tiny_models import write_tiny_task
+
+
+def _rows():
+    common = dict(task="glue/sst2", metric_name="accuracy", teacher_metric=88.0, teacher_bytes=90e6, teacher_latency_b32_ms=700.0)
+    return [
+        BenchmarkRow(model="teacher", method="teacher", metric=88.0, bytes=90_000_000, latency_b32_ms=700.0, **common),
+        BenchmarkRow(model="pruned", method="pruning", metric=87.5, bytes=40_000_000, latency_b32_ms=250.0, **common),
+        BenchmarkRow(model="kron", method="kronecker", metric=80.0, bytes=11_000_000, latency_b32_ms=500.0, **common),
+        BenchmarkRow(model="worse", method="pruning", metric=79.0, bytes=50_000_000, latency_b32_ms=600.0, **common),
+    ]
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    # (latency, accuracy): the 600 ms / 79 point is beaten by 250 ms / 87.5 on both
+    points = [(700, 88.0), (250, 87.5), (500, 80.0), (600, 79.0), (100, 70.0)]
+    assert pareto_front(points) == [4, 1, 0]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    write_tiny_task(root, rows=24)
+    write_results(_rows(), root / "results.json")
+    task = TaskConfig(task=str(root / "data.csv")).load()
+    train = TrainConfig(epochs=1.0, batch_size=8, max_length=16, report_to="none", progress=False, logging_steps=1, save_steps=100)
+    pruning = BlockPruningConfig.struct(final_lambda=5.0, initial_warmup=0.0, final_warmup=0.0)
+    distil_student(root / "teacher", pruning, task, train, DistillationConfig(), root / "pruned")
+    distil_student(root / "teacher", QuantizationConfig(calibration_batches=2), task, train, DistillationConfig(), root / "int8")
+    return root
+
+
+def test_report_renders_every_plot_with_its_axes(run_dir, tmp_path):
+    rows, students = collect([run_dir])
+    assert len(rows) == 4 and {s.name for s in students} == {"pruned", "int8"}
+
+    latency = tradeoff_figure(rows, "latency")
+    assert latency.axes[0].get_xlabel().startswith("latency at batch 32") and latency.axes[0].get_ylabel() == "accuracy"
+    size = tradeoff_figure(rows, "size")
+    assert size.axes[0].get_xlabel().startswith("size on disk (MB")
+    assert [line.get_label() for line in latency.axes[0].lines] == ["Pareto front"]
+    structure = structure_figure(students)
+    assert [ax.get_title() for ax in structure.axes[:2]] == ["attention heads kept", "FFN dimensions kept"]
+    assert structure.axes[0].get_xlabel() == "layer"
+    curves = curves_figure(students)
+    labels = [line.get_label() for line in curves.axes[0].lines]
+    assert "pruned: loss_pruning_regularization" in labels and "int8: loss_task" in labels
+    assert any(line.get_label() == "pruned: threshold" for line in curves.axes[1].lines)
+    ranges = ranges_figure(students)
+    assert ranges.axes[0].get_ylabel() == "range [min, max]" and len(ranges.axes[0].patches) > 10
+
+    assert main(["report", "--runs", str(run_dir), "--output_dir", str(tmp_path / "report")]) == 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    for name in ("accuracy_vs_latency.png", "accuracy_vs_size.png", "structure.png", "training_curves.png", "activation_ranges.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 5000
+        assert f"]({name})" in report
+    assert "pruning" in report and "quantization" in report
+
+
+def test_report_on_nothing_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="no measurements"):
+        write_report([tmp_path], tmp_path / "out")
+    assert main(["report", "--runs", str(tmp_path / "missing")]) == 2
