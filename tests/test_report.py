@@ -72,6 +72,13 @@ def test_report_renders_every_plot_with_its_axes(run_dir, tmp_path):
     assert "pruning" in report and "quantization" in report
 
 
+def test_every_student_has_a_model_card(run_dir):
+    card = (run_dir / "int8" / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers")
+    assert "quantization" in card and "| test |" in card and "leanformer export --model" in card and "int8" in card
+    assert "leanformer.load(" in (run_dir / "pruned" / "README.md").read_text()
+
+
 def test_report_on_nothing_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="no measurements"):
         write_report([tmp_path], tmp_path / "out")

@@ -19,6 +19,7 @@ from .distill import DistillationConfig
 from .distill.trainer import run_distillation
 from .errors import LeanformerError
 from .evaluation import evaluate_model
+from .model_card import model_card
 from .registry import method_for_config
 from .teacher import METRICS_FILE
 from .training import TrainConfig
@@ -98,7 +99,8 @@ def distil_student(
         "train_seconds": round(seconds, 1),
         "settings": {"method": method.name, "config": method_config.to_dict(), "train": train.to_dict(), "distillation": distillation.to_dict()},
     }
-    save(student, output_dir, tokenizer, extra_files={METRICS_FILE: json.dumps(record, indent=2), TRAINING_LOG_FILE: json.dumps(log_history)})
+    files = {METRICS_FILE: json.dumps(record, indent=2), TRAINING_LOG_FILE: json.dumps(log_history), "README.md": model_card(student, record)}
+    save(student, output_dir, tokenizer, extra_files=files)
     return output_dir
 
 

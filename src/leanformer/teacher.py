@@ -23,6 +23,7 @@ from .config import ConfigBase
 from .data import TaskData, load_task, tokenize_dataset
 from .errors import ConfigError
 from .evaluation import evaluate_model
+from .model_card import model_card
 from .models import resolve_model
 from .paths import cache_dir
 from .training import TrainConfig
@@ -157,7 +158,7 @@ def finetune(
         "settings": {"finetune": finetune_config.to_dict(), "task": task_config.to_dict(), "train": train_config.to_dict()}
         | ({"scratch": scratch.to_dict()} if finetune_config.model == SCRATCH else {}),
     }
-    save(model, target, tokenizer, extra_files={METRICS_FILE: json.dumps(record, indent=2)})
+    save(model, target, tokenizer, extra_files={METRICS_FILE: json.dumps(record, indent=2), "README.md": model_card(model, record)})
     return target
 
 

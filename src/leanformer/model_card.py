@@ -1,0 +1,58 @@
+"""A Hugging Face style model card (README.md) for every model leanformer writes."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from .measure import count_parameters
+
+
+def model_card(model, record: dict) -> str:
+    """README.md text: front matter, what the model is, its measured metrics, recipe, how to run it."""
+    recipe = (getattr(model.config, "leanformer", None) or {}).get("recipe", [])
+    methods = [stage["method"] for stage in recipe]
+    quantized = "quantization" in methods
+    seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
+    front = {
+        "library_name": "transformers",
+        "tags": ["leanformer", *methods] or ["leanformer"],
+        "pipeline_tag": "translation" if seq2seq else ("question-answering" if "QuestionAnswering" in type(model).__name__ else "text-classification"),
+    }
+    params = count_parameters(model)["total"]
+    lines = [
+        "---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
+        f"# {type(model).__name__}: {' → '.join(methods) if methods else 'dense'} on {record.get('task', '?')}", "",
+        f"Made with leanformer from {'teacher `' + str(record['teacher']) + '`' if record.get('teacher') else 'a packaged model'}; "
+        f"{params:,} parameters.", "",
+        "## Metrics (measured after training)", "",
+        "| split | " + " | ".join(sorted({k for m in record.get("metrics", {}).values() for k in m})) + " |",
+    ]
+    names = sorted({k for m in record.get("metrics", {}).values() for k in m})
+    lines.append("|---|" + "---|" * len(names))
+    for split, metrics in record.get("metrics", {}).items():
+        lines.append(f"| {split} | " + " | ".join(f"{metrics[n]:.2f}" if n in metrics else "—" for n in names) + " |")
+    lines += ["", "## Recipe", "", "```json", json.dumps(recipe, indent=2) if recipe else "[]", "```", ""]
+    if record.get("settings"):
+        lines += ["Training settings:", "", "```json", json.dumps(record["settings"], indent=2), "```", ""]
+    lines += [
+        "## Load and run", "",
+        "```python",
+        "import leanformer",
+        'model = leanformer.load("THIS_DIRECTORY")   # rebuilds the recipe, reads safetensors only',
+        "```", "",
+        "## ONNX", "",
+        "```bash",
+        f"leanformer export --model THIS_DIRECTORY --output {'onnx_dir' if seq2seq else 'model.onnx'}"
+        + ("   # int8 weights and activations, integer kernels" if quantized else ""),
+        "```", "",
+    ]
+    if seq2seq:
+        lines += ["```python", "from leanformer.onnx_generation import OnnxSeq2Seq",
+                  'translator = OnnxSeq2Seq("onnx_dir")   # encoder + cached decoder step, greedy',
+                  "ids = translator.generate(batch.input_ids, batch.attention_mask, max_new_tokens=128)", "```", ""]
+    else:
+        lines += ["```python", "import onnxruntime as ort", 'session = ort.InferenceSession("model.onnx")',
+                  'logits = session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]', "```", ""]
+    return "\n".join(lines)
