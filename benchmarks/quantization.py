@@ -29,7 +29,7 @@ import leanformer
 from leanformer.distill import DistillationConfig
 from leanformer.evaluation import evaluate_model
 from leanformer.export import OnnxClassifier, export_onnx
-from leanformer.measure import BenchmarkRow, compare_latency, count_parameters, dummy_inputs, render_benchmark, write_results
+from leanformer.measure import BenchmarkRow, compare_latency, count_parameters, dummy_inputs, read_results, render_benchmark, write_results
 from leanformer.methods.quantization import QuantizationConfig, export_int8_onnx, export_int8_seq2seq
 from leanformer.onnx_generation import OnnxSeq2Seq, export_seq2seq_onnx
 from leanformer.student import distil_student
@@ -76,6 +76,8 @@ def classification(args, command: str) -> list[BenchmarkRow]:
     common = dict(max_length=128, batch_size=32, report_to="none", logging_steps=50)
     qat = _student(teacher_path, QuantizationConfig(), task, TrainConfig(epochs=1.0, learning_rate=2e-5, **common), RUNS / "sst2-qat8")
     ptq = _student(teacher_path, QuantizationConfig(calibration_batches=16), task, TrainConfig(epochs=0.0, **common), RUNS / "sst2-ptq8")
+    if args.train_only:
+        return []
 
     onnx_dir = RUNS / "sst2-onnx"
     onnx_dir.mkdir(parents=True, exist_ok=True)
@@ -129,6 +131,8 @@ def translation(args, command: str) -> list[BenchmarkRow]:
                                           TrainConfig(epochs=args.mt_epochs, learning_rate=args.mt_lr, **common), RUNS / f"mt-qat{bits}")
         students[f"ptq{bits}"] = _student(teacher_path, QuantizationConfig.fullyqt(bits, calibration_batches=16), task,
                                           TrainConfig(epochs=0.0, **common), RUNS / f"mt-ptq{bits}")
+    if args.train_only:
+        return []
     teacher = leanformer.load(teacher_path)
 
     onnx_dir = RUNS / "mt-onnx"
@@ -185,13 +189,17 @@ def main() -> None:
     parser.add_argument("--mt_epochs", type=float, default=1.0)
     parser.add_argument("--mt_lr", type=float, default=1e-4)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--train_only", action="store_true", help="train the students and stop (measure later, on a quiet machine)")
     args = parser.parse_args()
-    command = "python benchmarks/quantization.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/quantization.py " + " ".join(a for a in sys.argv[1:] if a != "--train_only")
     out_json = HERE / "results" / "quantization.json"
-    rows = []
+    rows = {(r.model, r.task): r for r in read_results(out_json)} if out_json.exists() else {}  # parts run separately add up
     for part in args.parts:
-        rows += classification(args, command) if part == "classification" else translation(args, command)
-        write_results(rows, out_json)
+        measured = classification(args, command) if part == "classification" else translation(args, command)
+        if args.train_only:
+            continue
+        rows.update({(r.model, r.task): r for r in measured})
+        write_results(list(rows.values()), out_json)
         render_benchmark(out_json, HERE / "quantization.md", title="Full quantization (test splits; int8 rows run in onnxruntime)", command=command)
 
 

@@ -1,0 +1,77 @@
+"""Composed methods on MiniLM-L6 / SST-2: prune_then_int8 and kronecker_then_int8 against the teacher
+and against each single method, all measured in one interleaved run.
+
+    .venv/bin/python benchmarks/composed.py [--repeats 10]
+
+Reuses the students of the single-method benchmarks (run them first, from the same directory):
+benchmarks/pruning.py (hybrid filled, λ = 10), benchmarks/kronecker.py (8×, stage 1 + intermediate
+losses) and benchmarks/quantization.py (8-bit QAT). The int8 stage of each composition is 8-bit QAT
+of that student (1 epoch, distilled from the same teacher), as in recipes/prune_then_int8.yaml and
+recipes/kronecker_then_int8.yaml. Quantized students run as int8 ONNX in onnxruntime (their
+deployed form), the others in PyTorch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from leanformer.benchmark import Candidate, benchmark
+from leanformer.distill import DistillationConfig
+from leanformer.measure import render_benchmark, write_results
+from leanformer.methods.quantization import QuantizationConfig
+from leanformer.student import distil_student
+from leanformer.teacher import FinetuneConfig, TaskConfig, finetune, teacher_metrics
+from leanformer.training import TrainConfig
+
+sys.path.insert(0, str(Path(__file__).parent))
+from teacher import teacher_settings  # noqa: E402
+
+HERE = Path(__file__).parent
+RUNS = Path("runs/bench/composed")
+SINGLE = {
+    "pruning (hybrid filled λ10)": Path("runs/bench/pruning/glue_sst2-hybrid_filled-λ10"),
+    "kronecker 8×": Path("runs/bench/kronecker/glue_sst2-kron8x+stage1+intermediate"),
+    "int8 QAT": Path("runs/bench/quantization/sst2-qat8"),
+}
+COMPOSED = {"prune_then_int8": "pruning (hybrid filled λ10)", "kronecker_then_int8": "kronecker 8×"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+    command = "python benchmarks/composed.py " + " ".join(sys.argv[1:])
+    missing = [str(p) for p in SINGLE.values() if not (p / "leanformer_metrics.json").is_file()]
+    if missing:
+        sys.exit(f"run the single-method benchmarks first (missing {', '.join(missing)})")
+    teacher_path = finetune(FinetuneConfig(model="minilm"), *teacher_settings("glue/sst2"))
+    task = TaskConfig(task="glue/sst2", max_train_samples=8000).load(seed=0)
+    train = TrainConfig(epochs=1.0, learning_rate=2e-5, max_length=128, batch_size=32, report_to="none", logging_steps=50)
+    students = dict(SINGLE)
+    for name, base in COMPOSED.items():
+        out = RUNS / f"sst2-{name}"
+        if not (out / "leanformer_metrics.json").is_file():
+            print(f"== {name}", flush=True)
+            distil_student(teacher_path, QuantizationConfig(), task, train, DistillationConfig(), out, overwrite=True, init_student=SINGLE[base])
+        students[name] = out
+
+    def metric(path: Path) -> float:
+        return json.loads((path / "leanformer_metrics.json").read_text())["metrics"]["test"]["accuracy"]
+
+    record = teacher_metrics(teacher_path)
+    teacher = Candidate("teacher", teacher_path, metric=record["metrics"]["test"]["accuracy"])
+    # quantized students are evaluated as deployed (int8 ONNX): metric left to the benchmark
+    candidates = [Candidate(label, path, metric=None if "int8" in label else metric(path)) for label, path in students.items()]
+    rows = benchmark(teacher, candidates, task, repeats=args.repeats, command=command)
+    for row, (label, path) in zip(rows[1:], students.items()):
+        row.extra["fake_quant_accuracy" if "int8" in label else "accuracy_pytorch"] = metric(path)
+    out_json = HERE / "results" / "composed.json"
+    write_results(rows, out_json)
+    render_benchmark(out_json, HERE / "composed.md", title="Composed methods on MiniLM-L6, SST-2 (test split)", command=command)
+
+
+if __name__ == "__main__":
+    main()
