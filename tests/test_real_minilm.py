@@ -25,6 +25,12 @@ def test_demo_end_to_end_on_real_minilm(tmp_path, monkeypatch, capsys):
     assert teacher.latency_b1_ms > 0 and teacher.latency_b32_ms > teacher.latency_b1_ms
     assert teacher.bytes > 80_000_000
     assert "teacher" in table and "1.00×" in table
+    by_name = {r.model: r for r in rows}
+    assert {"kronecker", "pruning", "quantization", "pruning+quantization", "kronecker+quantization"} <= set(by_name)
+    assert by_name["quantization"].extra["runtime"] == "onnxruntime int8"
+    assert by_name["quantization"].bytes < teacher.bytes / 3  # int8 weights
+    assert [s["method"] for s in leanformer.recipe_of(leanformer.load(tmp_path / "demo" / "pruning+quantization"))] == ["pruning", "quantization"]
+    assert (tmp_path / "demo" / "report" / "accuracy_vs_latency.png").stat().st_size > 0
 
     # the teacher is cached: a second run does not train again
     teachers = list((tmp_path / "cache" / "teachers").iterdir())
@@ -32,7 +38,7 @@ def test_demo_end_to_end_on_real_minilm(tmp_path, monkeypatch, capsys):
     record = json.loads((teachers[0] / "leanformer_metrics.json").read_text())
     assert record["train_examples"] == 96
     mtime = (teachers[0] / "model.safetensors").stat().st_mtime
-    run_demo(cfg)
+    run_demo(DemoConfig(**{**cfg.to_dict(), "methods": []}))  # the teacher only, this time
     assert (teachers[0] / "model.safetensors").stat().st_mtime == mtime
 
     model = leanformer.load(teachers[0])

@@ -16,9 +16,15 @@ from .config import ConfigBase
 from .distill import DistillationConfig
 from .measure import markdown_table, write_results
 from .registry import registered_methods
+from .report import write_report
 from .student import distil_student
 from .teacher import FinetuneConfig, TaskConfig, finetune, teacher_metrics
 from .training import TrainConfig
+
+
+# Compositions the demo also runs (the presets prune_then_int8 and kronecker_then_int8, short):
+# the second method compresses the first one's student.
+COMPOSED = [("pruning", "quantization"), ("kronecker", "quantization")]
 
 
 @dataclass
@@ -32,6 +38,9 @@ class DemoConfig(ConfigBase):
     batch_size: int = field(default=32, metadata={"help": "Training batch size."})
     repeats: int = field(default=5, metadata={"help": "Timed repeats per model and batch size."})
     max_eval_examples: int | None = field(default=None, metadata={"help": "Evaluate on this many test examples (default: all)."})
+    methods: list[str] | None = field(
+        default=None, metadata={"help": "Only these methods (and the compositions of them); default: every registered method."}
+    )
     output_dir: str = field(default="runs/demo", metadata={"help": "Where students, results.json and results.md go."})
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})
 
@@ -51,16 +60,22 @@ def run_demo(cfg: DemoConfig) -> str:
     if cfg.max_eval_examples is not None:
         task.splits["test"] = task.splits["test"].select(range(min(cfg.max_eval_examples, len(task.splits["test"]))))
 
-    demos = {m.name: m for m in registered_methods() if m.demo_config is not None}
+    demos = {m.name: m for m in registered_methods() if m.demo_config is not None and (cfg.methods is None or m.name in cfg.methods)}
+    plan = [(name, None) for name in demos] + [(last, first) for first, last in COMPOSED if first in demos and last in demos]
     students = []
-    for i, (name, method) in enumerate(demos.items(), 1):
-        print(f"[2/3] student {i}/{len(demos)}: {name}", flush=True)
+    for i, (name, base) in enumerate(plan, 1):
+        label = f"{base}+{name}" if base else name
+        print(f"[2/3] student {i}/{len(plan)}: {label}", flush=True)
+        method = demos[name]
         student_train = TrainConfig(**{**train.to_dict(), "epochs": cfg.student_epochs, "learning_rate": 1e-4, **(method.demo_train or {})})
         losses = method.default_distillation() if method.default_distillation else DistillationConfig()
-        path = distil_student(teacher_path, method.demo_config(), task, student_train, losses, out / name, overwrite=True)
-        students.append(Candidate(name, path, method=name))
+        path = distil_student(
+            teacher_path, method.demo_config(), task, student_train, losses, out / label, overwrite=True,
+            init_student=out / base if base else None,
+        )
+        students.append(Candidate(label, path, method=label))
     if not demos:
-        print("[2/3] no compression method is registered yet: the table shows the teacher only", flush=True)
+        print("[2/3] no compression method selected: the table shows the teacher only", flush=True)
 
     print("[3/3] benchmark: accuracy, size, FLOPs and latency (b1, b32, seq 128) in one run", flush=True)
     # the teacher's test metric is already known from fine-tuning unless the test set was cut
@@ -71,6 +86,7 @@ def run_demo(cfg: DemoConfig) -> str:
     write_results(rows, out / "results.json")
     table = markdown_table(rows, title=f"leanformer demo: {cfg.model} on {cfg.task}")
     (out / "results.md").write_text(table + "\n")
+    report = write_report([out], out / "report")
     print(table)
-    print(f"\nteacher: {teacher_path}\nresults: {out / 'results.json'}, {out / 'results.md'}")
+    print(f"\nteacher: {teacher_path}\nresults: {out / 'results.json'}, {out / 'results.md'}\nreport: {report}")
     return table
