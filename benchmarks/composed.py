@@ -55,7 +55,7 @@ def main() -> None:
         out = RUNS / f"sst2-{name}"
         if not (out / "leanformer_metrics.json").is_file():
             print(f"== {name}", flush=True)
-            distil_student(teacher_path, QuantizationConfig(), task, train, DistillationConfig(), out, overwrite=True, init_student=SINGLE[base])
+            distil_student(teacher_path, QuantizationConfig(), task, train, DistillationConfig(), out, overwrite=True, resume=True, init_student=SINGLE[base])
         students[name] = out
 
     def metric(path: Path) -> float:

@@ -84,7 +84,7 @@ def main() -> None:
                     losses = kronecker_distillation() if intermediate else DistillationConfig(temperature=1.0, logit_weight=1.0, task_weight=1.0)
                     distil_student(
                         teacher_path, KroneckerConfig(target_compression=compression), task, train, losses, out,
-                        overwrite=True, init_encoder=_general(compression, args) if stage1 else None,
+                        overwrite=True, resume=True, init_encoder=_general(compression, args) if stage1 else None,
                     )
                 metrics = json.loads((out / "leanformer_metrics.json").read_text())
                 students.append((Candidate(label, out, method="kronecker", metric=metrics["metrics"]["test"][task.spec.primary_metric]),

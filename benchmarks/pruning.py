@@ -78,7 +78,7 @@ def main() -> None:
             out = RUNS / f"{name.replace('/', '_')}-{label.replace(' ', '-')}"
             if not (out / "leanformer_metrics.json").is_file():
                 print(f"== {name}: {label}", flush=True)
-                distil_student(teacher_path, VARIANTS[label], task, train, DistillationConfig(), out, overwrite=True)
+                distil_student(teacher_path, VARIANTS[label], task, train, DistillationConfig(), out, overwrite=True, resume=True)
             metrics = json.loads((out / "leanformer_metrics.json").read_text())
             report = pruning_report(leanformer.load(out), seq_len=128)
             students.append((Candidate(label, out, method="pruning", metric=metrics["metrics"]["test"][task.spec.primary_metric]),

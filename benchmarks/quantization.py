@@ -52,7 +52,7 @@ TRANSLATION_TEACHER = dict(epochs=16.0, batch_size=64, learning_rate=7e-4, warmu
 def _student(teacher: Path, config: QuantizationConfig, task, train: TrainConfig, out: Path) -> Path:
     if not (out / "leanformer_metrics.json").is_file():
         print(f"== {out.name}", flush=True)
-        distil_student(teacher, config, task, train, DistillationConfig(), out, overwrite=True)
+        distil_student(teacher, config, task, train, DistillationConfig(), out, overwrite=True, resume=True)
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -76,8 +77,7 @@ def save(
     path = Path(path)
     if path.exists() and not overwrite:
         raise LeanformerError(f"output directory {str(path)!r} exists: pass --overwrite or choose another path")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = writable_temp_dir(path)
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
@@ -92,10 +92,28 @@ def save(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if err.errno == errno.ENOSPC:
+            raise LeanformerError(
+                f"no space left on the device while writing {str(path)!r}; nothing was replaced: free some space and save again"
+            ) from None
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def writable_temp_dir(path: Path) -> Path:
+    """A fresh temporary sibling of `path` (created with its parents), or a clear error if the place is not writable."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    except PermissionError:
+        raise LeanformerError(f"cannot write to {str(path.parent)!r} (permission denied): choose a writable output directory") from None
+    except OSError as err:
+        raise LeanformerError(f"cannot write to {str(path.parent)!r}: {err.strerror}; choose another output directory") from None
 
 
 def _model_class(config: transformers.PretrainedConfig):

@@ -32,7 +32,8 @@ class CompressArgs(ConfigBase):
     output_dir: str = field(default="", metadata={"help": "Where the student is written."})
     method: str | None = field(default=None, metadata={"help": "Compression method name (see `leanformer compress --list`)."})
     recipe: str | None = field(default=None, metadata={"help": "YAML recipe: {method, config, distillation, train}; replaces --method."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace an existing output directory."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing output directory (and start an interrupted run again)."})
+    resume: bool = field(default=False, metadata={"help": "Continue an interrupted run from its last checkpoint (a multi-stage recipe resumes at its stage)."})
     init_encoder: str | None = field(
         default=None, metadata={"help": "Start from this general-distillation student's encoder (`leanformer general`), keeping the teacher's head."}
     )
@@ -154,7 +155,7 @@ def cmd_compress(argv: list[str]) -> int:
     task = task_cfg.load(seed=train_cfg.seed)
     path = distil_recipe(
         args.teacher, recipe, task, args.output_dir, train=train_cfg, distillation=distill_cfg if _distillation_given(argv) else None,
-        overwrite=args.overwrite, init_encoder=args.init_encoder,
+        overwrite=args.overwrite, init_encoder=args.init_encoder, resume=args.resume,
     )
     print(json.dumps({"student": str(path)}, indent=2))
     return 0

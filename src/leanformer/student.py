@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import time
 from pathlib import Path
 
 import torch
+import transformers
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, DataCollatorForSeq2Seq, DataCollatorWithPadding
 
@@ -16,7 +18,7 @@ from .architectures import check_sequence_length
 from .config import ConfigBase
 from .data import TaskData, tokenize_dataset
 from .distill import DistillationConfig
-from .distill.trainer import run_distillation
+from .distill.trainer import checkpoint_dir, run_distillation
 from .errors import LeanformerError
 from .evaluation import evaluate_model
 from .model_card import model_card
@@ -39,8 +41,12 @@ def distil_student(
     overwrite: bool = False,
     init_encoder: str | Path | None = None,
     init_student: str | Path | None = None,
+    resume: bool = False,
 ) -> Path:
     """Train a compressed copy of the teacher by distillation; write it (and its metrics) to `output_dir`.
+
+    Checkpoints go to `<output_dir>.checkpoints` (and `.refine.checkpoints`); `resume=True`
+    continues an interrupted run from them, `overwrite=True` (without resume) starts again.
 
     `init_encoder`: a general-distillation student (`distill.general`) whose encoder replaces the
     freshly compressed one; the pooler and task head stay the fine-tuned teacher's.
@@ -50,6 +56,16 @@ def distil_student(
     output_dir = Path(output_dir)
     if output_dir.exists() and not overwrite:
         raise LeanformerError(f"output directory {str(output_dir)!r} exists: pass --overwrite or choose another path")
+    refine_dir = output_dir.with_name(output_dir.name + ".refine")
+    stale = [d for d in (checkpoint_dir(output_dir), checkpoint_dir(refine_dir)) if d.is_dir()]
+    if stale and not resume:
+        if not overwrite:
+            raise LeanformerError(
+                f"{str(stale[0])!r} holds checkpoints of an interrupted run: pass --resume to continue it or --overwrite to start again"
+            )
+        for d in stale:
+            shutil.rmtree(d)
+    transformers.set_seed(train.seed)
     method = method_for_config(method_config)
     teacher = load(teacher_path)
     check_sequence_length(teacher.config, train.max_length, str(teacher_path))
@@ -71,7 +87,7 @@ def distil_student(
     if train.trains:
         trainer = run_distillation(
             student, teacher, features, collator=collator, tokenizer=tokenizer, train=train,
-            distillation=distillation, output_dir=output_dir, extras=extras,
+            distillation=distillation, output_dir=output_dir, extras=extras, resume=resume,
         )
         log_history += [{**entry, "phase": "distillation"} for entry in trainer.state.log_history]
     if method.finalize:
@@ -82,7 +98,7 @@ def distil_student(
             refine = TrainConfig(**{**train.to_dict(), "epochs": float(refine_epochs), "max_steps": -1})
             trainer = run_distillation(
                 student, teacher, features, collator=collator, tokenizer=tokenizer, train=refine,
-                distillation=distillation, output_dir=output_dir.with_name(output_dir.name + ".refine"),
+                distillation=distillation, output_dir=refine_dir, resume=resume,
             )
             log_history += [{**entry, "phase": "refine"} for entry in trainer.state.log_history]
     seconds = time.perf_counter() - started
@@ -134,10 +150,12 @@ def distil_recipe(
     distillation: DistillationConfig | None = None,
     overwrite: bool = False,
     init_encoder: str | Path | None = None,
+    resume: bool = False,
 ) -> Path:
     """Run a recipe's stages in order, each compressing the previous stage's student and distilled
     from the original teacher. A finished stage (its output holds metrics) is reused, so an
-    interrupted multi-stage run resumes at the stage it stopped in.
+    interrupted multi-stage run resumes at the stage it stopped in (`resume=True`); `overwrite=True`
+    without `resume` runs every stage again.
 
     `train`/`distillation` apply to stages that do not set their own (distillation then defaults
     to the method's own losses).
@@ -151,8 +169,12 @@ def distil_recipe(
     for i, stage in enumerate(recipe.stages):
         method = method_for_config(stage.config)
         out = stage_output(output_dir, i, count, stage.method)
-        done = (out / METRICS_FILE).is_file() and i < count - 1
-        if not done:
+        finished = i < count - 1 and (out / METRICS_FILE).is_file()
+        if finished and not resume and not overwrite:
+            raise LeanformerError(
+                f"stage {i + 1} of an earlier run is in {str(out)!r}: pass --resume to continue that run or --overwrite to start again"
+            )
+        if not (finished and resume):
             stage_train = stage.train or train
             losses = stage.distillation or distillation or (method.default_distillation() if method.default_distillation else DistillationConfig())
             encoder = init_encoder if i == 0 else None
@@ -162,7 +184,7 @@ def distil_recipe(
                     general_distillation(stage.general, stage.config, stage.general_train or stage_train, encoder)
             distil_student(
                 teacher_path, stage.config, task, stage_train, losses, out,
-                overwrite=overwrite or i < count - 1, init_encoder=encoder, init_student=previous,
+                overwrite=overwrite or i < count - 1, init_encoder=encoder, init_student=previous, resume=resume,
             )
         previous = out
     return Path(output_dir)

@@ -82,8 +82,10 @@ def general_distillation(
         batched=True, remove_columns=["text"], desc="tokenize corpus",
     )
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15) if mlm else DataCollatorWithPadding(tokenizer)
+    # stage 1 always continues its own checkpoints: its output path names one configuration
     run_distillation(
-        student, teacher, features, collator=collator, tokenizer=tokenizer, train=train, distillation=distillation, output_dir=output_dir
+        student, teacher, features, collator=collator, tokenizer=tokenizer, train=train, distillation=distillation,
+        output_dir=output_dir, resume=True,
     )
     save(student, output_dir, tokenizer)
     return output_dir

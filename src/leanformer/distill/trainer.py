@@ -16,7 +16,7 @@ from torch import nn
 from transformers import Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
-from ..errors import ConfigError
+from ..errors import ConfigError, LeanformerError
 from .capture import ActivationCapture
 from .config import DistillationConfig
 from .losses import IntermediatePair, default_intermediate_pairs, logit_loss, masked_mse
@@ -37,6 +37,10 @@ def check_compatible(student: nn.Module, teacher: nn.Module) -> None:
     ns, nt = getattr(student.config, "num_labels", None), getattr(teacher.config, "num_labels", None)
     if not student.config.is_encoder_decoder and ns != nt:
         raise ConfigError(f"teacher predicts {nt} labels but the student {ns}: build the student from the fine-tuned teacher")
+
+
+class NonFiniteLossError(LeanformerError):
+    """Training produced a NaN or infinite loss."""
 
 
 class DistillationTrainer(Trainer):
@@ -130,6 +134,13 @@ class DistillationTrainer(Trainer):
             losses[name] = fn(unwrapped)
         weights = self._weights()
         total = sum(weights.get(name, 1.0) * value for name, value in losses.items())
+        if model.training and not torch.isfinite(total):
+            # stop before the optimizer step: the last checkpoint on disk holds good weights
+            bad = ", ".join(f"{n} = {float(v):g}" for n, v in losses.items() if not torch.isfinite(v))
+            raise NonFiniteLossError(
+                f"the training loss is not finite at step {self.state.global_step} ({bad}); the last good checkpoint is kept in "
+                f"{self.args.output_dir!r}: lower the learning rate (--learning_rate) and run again with --resume"
+            )
         if model.training:
             for name, value in losses.items():
                 self._loss_sums[name] += float(value.detach())
@@ -192,9 +203,19 @@ def run_distillation(
     distillation: DistillationConfig,
     output_dir,
     extras=None,
+    resume: bool = False,
 ) -> DistillationTrainer:
-    """Train `student` against `teacher`, checkpointing beside `output_dir` and resuming from there."""
-    run_dir = Path(output_dir).with_name(Path(output_dir).name + ".checkpoints")
+    """Train `student` against `teacher`, checkpointing beside `output_dir` (in `<output_dir>.checkpoints`).
+
+    Checkpoints of an earlier, interrupted run are continued with `resume=True`; otherwise they
+    are an error (the caller decides whether to delete them: `checkpoint_dir`, `--overwrite`).
+    """
+    run_dir = checkpoint_dir(output_dir)
+    last = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+    if last is not None and not resume:
+        raise LeanformerError(
+            f"{str(run_dir)!r} holds checkpoints of an interrupted run: pass --resume to continue it or --overwrite to start again"
+        )
     trainer = DistillationTrainer(
         model=student,
         args=train.training_arguments(str(run_dir)),
@@ -208,5 +229,9 @@ def run_distillation(
         learning_rates=extras.learning_rates if extras else None,
         log_values=extras.log_values if extras else None,
     )
-    trainer.train(resume_from_checkpoint=get_last_checkpoint(str(run_dir)) if run_dir.exists() else None)
+    trainer.train(resume_from_checkpoint=last)
     return trainer
+
+
+def checkpoint_dir(output_dir) -> Path:
+    return Path(output_dir).with_name(Path(output_dir).name + ".checkpoints")
