@@ -105,6 +105,11 @@ def save(
     return path
 
 
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail now, not after hours of training, if `path` cannot be written."""
+    shutil.rmtree(writable_temp_dir(Path(path)))
+
+
 def writable_temp_dir(path: Path) -> Path:
     """A fresh temporary sibling of `path` (created with its parents), or a clear error if the place is not writable."""
     try:
@@ -112,6 +117,9 @@ def writable_temp_dir(path: Path) -> Path:
         return Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     except PermissionError:
         raise LeanformerError(f"cannot write to {str(path.parent)!r} (permission denied): choose a writable output directory") from None
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in [path.parent, *path.parent.parents] if p.exists() and not p.is_dir()), path.parent)
+        raise LeanformerError(f"cannot write to {str(path.parent)!r}: {str(blocker)!r} is a file, not a directory; choose another output directory") from None
     except OSError as err:
         raise LeanformerError(f"cannot write to {str(path.parent)!r}: {err.strerror}; choose another output directory") from None
 

@@ -13,13 +13,13 @@ import transformers
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, DataCollatorForSeq2Seq, DataCollatorWithPadding
 
-from .api import compress, load, save
+from .api import check_writable, compress, load, save
 from .architectures import check_sequence_length
 from .config import ConfigBase
 from .data import TaskData, tokenize_dataset
 from .distill import DistillationConfig
 from .distill.trainer import checkpoint_dir, run_distillation
-from .errors import LeanformerError
+from .errors import DataError, LeanformerError
 from .evaluation import evaluate_model
 from .model_card import model_card
 from .registry import method_for_config
@@ -56,6 +56,7 @@ def distil_student(
     output_dir = Path(output_dir)
     if output_dir.exists() and not overwrite:
         raise LeanformerError(f"output directory {str(output_dir)!r} exists: pass --overwrite or choose another path")
+    check_writable(output_dir)
     refine_dir = output_dir.with_name(output_dir.name + ".refine")
     stale = [d for d in (checkpoint_dir(output_dir), checkpoint_dir(refine_dir)) if d.is_dir()]
     if stale and not resume:
@@ -70,7 +71,10 @@ def distil_student(
     teacher = load(teacher_path)
     check_sequence_length(teacher.config, train.max_length, str(teacher_path))
     tokenizer = AutoTokenizer.from_pretrained(teacher_path)
-    student = compress(load(init_student) if init_student is not None else copy.deepcopy(teacher), method_config)
+    check_task_fits(teacher, tokenizer, task, str(teacher_path))
+    base = load(init_student) if init_student is not None else copy.deepcopy(teacher)
+    check_same_vocabulary(teacher, base, str(init_student))
+    student = compress(base, method_config)
     if init_encoder is not None:
         load_encoder(student, init_encoder)
     extras = method.training_extras(student, method_config) if method.training_extras else None
@@ -122,7 +126,9 @@ def distil_student(
 
 def load_encoder(student, path: str | Path) -> None:
     """Copy the encoder (embeddings and layers, not the pooler) of the model at `path` into `student`."""
-    source = load(path).base_model.state_dict()
+    model = load(path)
+    check_same_vocabulary(student, model, str(path))
+    source = model.base_model.state_dict()
     target = student.base_model
     keep = {k: v for k, v in source.items() if not k.startswith("pooler.")}
     result = target.load_state_dict(keep, strict=False)
@@ -131,6 +137,41 @@ def load_encoder(student, path: str | Path) -> None:
         raise LeanformerError(
             f"the encoder in {str(path)!r} does not fit this student (missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}): "
             "run general distillation with the same method config"
+        )
+
+
+def check_task_fits(teacher, tokenizer, task: TaskData, source: str) -> None:
+    """The task's labels are the teacher's, and its tokenizer fits its embedding table."""
+    spec = task.spec
+    if spec.kind == "classification":
+        names = list(spec.label_names or [])
+        n = getattr(teacher.config, "num_labels", None)
+        if n != len(names):
+            raise DataError(
+                f"the teacher {source!r} predicts {n} classes but {spec.name} has {len(names)} ({', '.join(map(str, names))}): "
+                "fine-tune a teacher on this task (leanformer finetune)"
+            )
+        id2label = {int(k): str(v) for k, v in (teacher.config.id2label or {}).items()}
+        teacher_names = [id2label.get(i, "") for i in range(n)]
+        if not all(name.startswith("LABEL_") for name in teacher_names) and teacher_names != [str(x) for x in names]:
+            raise DataError(
+                f"the teacher {source!r} was trained on labels {teacher_names} but {spec.name} has {names}: "
+                "fine-tune a teacher on this task, or give the data the teacher's label names"
+            )
+    vocab = getattr(teacher.config, "vocab_size", None)
+    if vocab is not None and len(tokenizer) > vocab:
+        raise DataError(
+            f"the tokenizer in {source!r} has {len(tokenizer)} tokens but the model's embedding table has {vocab}: "
+            "use the tokenizer saved with this model"
+        )
+
+
+def check_same_vocabulary(teacher, student, source: str) -> None:
+    t, s = getattr(teacher.config, "vocab_size", None), getattr(student.config, "vocab_size", None)
+    if t != s:
+        raise DataError(
+            f"the student {source!r} has a vocabulary of {s} tokens but the teacher {t}: teacher and student must share "
+            "one tokenizer (build the student from this teacher)"
         )
 
 

@@ -136,7 +136,7 @@ class DistillationTrainer(Trainer):
         total = sum(weights.get(name, 1.0) * value for name, value in losses.items())
         if model.training and not torch.isfinite(total):
             # stop before the optimizer step: the last checkpoint on disk holds good weights
-            bad = ", ".join(f"{n} = {float(v):g}" for n, v in losses.items() if not torch.isfinite(v))
+            bad = ", ".join(f"{n} = {float(v.detach()):g}" for n, v in losses.items() if not torch.isfinite(v))
             raise NonFiniteLossError(
                 f"the training loss is not finite at step {self.state.global_step} ({bad}); the last good checkpoint is kept in "
                 f"{self.args.output_dir!r}: lower the learning rate (--learning_rate) and run again with --resume"
