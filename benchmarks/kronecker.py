@@ -16,16 +16,16 @@ import json
 import sys
 from pathlib import Path
 
-from leanformer.benchmark import Candidate, benchmark
+from leanformer.benchmark import Candidate
 from leanformer.distill import DistillationConfig
 from leanformer.distill.general import GeneralDistillationConfig, general_distillation
-from leanformer.measure import read_results, render_benchmark, write_results
 from leanformer.methods.kronecker import KroneckerConfig, kronecker_distillation
 from leanformer.student import distil_student
-from leanformer.teacher import FinetuneConfig, TaskConfig, finetune, teacher_metrics
+from leanformer.teacher import FinetuneConfig, TaskConfig, finetune
 from leanformer.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import measure_students, record_rows  # noqa: E402
 from teacher import teacher_settings  # noqa: E402  (same teachers as benchmarks/teacher.md)
 
 HERE = Path(__file__).parent
@@ -64,12 +64,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
     command = "python benchmarks/kronecker.py " + " ".join(sys.argv[1:])
-    out_json = HERE / "results" / "kronecker.json"
-    rows = {(r.model, r.task): r for r in read_results(out_json)} if out_json.exists() else {}
 
     for name in args.tasks:
         teacher_path = _teacher(name)
-        record = teacher_metrics(teacher_path)
         settings = dict(STUDENT_TRAIN[name])
         task_cfg = TaskConfig(task=name, max_train_samples=settings.pop("max_train_samples", None))
         task = task_cfg.load(seed=0)
@@ -90,15 +87,8 @@ def main() -> None:
                 students.append((Candidate(label, out, method="kronecker", metric=metrics["metrics"]["test"][task.spec.primary_metric]),
                                  dict(compression=compression, stage1=stage1, intermediate=intermediate, train_seconds=metrics["train_seconds"],
                                       metrics_test=metrics["metrics"]["test"], epochs=train.epochs)))
-        teacher = Candidate("teacher", teacher_path, metric=record["metrics"]["test"][record["metric_name"]])
-        measured = benchmark(teacher, [c for c, _ in students], task, repeats=args.repeats, command=command)
-        for row, (_, extra) in zip(measured[1:], students):
-            row.extra.update(extra)
-        measured[0].extra["metrics_test"] = record["metrics"]["test"]
-        for row in measured:
-            rows[(row.model, row.task)] = row
-        write_results(list(rows.values()), out_json)
-        render_benchmark(out_json, HERE / "kronecker.md", title="KroneckerBERT on MiniLM-L6 (test split)", command=command)
+        measured = measure_students(teacher_path, students, task, repeats=args.repeats, command=command)
+        record_rows(measured, HERE / "results" / "kronecker.json", HERE / "kronecker.md", title="KroneckerBERT on MiniLM-L6 (test split)", command=command)
 
 
 if __name__ == "__main__":

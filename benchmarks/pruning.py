@@ -18,15 +18,15 @@ import sys
 from pathlib import Path
 
 import leanformer
-from leanformer.benchmark import Candidate, benchmark
+from leanformer.benchmark import Candidate
 from leanformer.distill import DistillationConfig
-from leanformer.measure import read_results, render_benchmark, write_results
 from leanformer.methods.pruning import BlockPruningConfig, pruning_report
 from leanformer.student import distil_student
-from leanformer.teacher import FinetuneConfig, TaskConfig, finetune, teacher_metrics
+from leanformer.teacher import FinetuneConfig, TaskConfig, finetune
 from leanformer.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import measure_students, record_rows  # noqa: E402
 from teacher import teacher_settings  # noqa: E402  (same teachers as benchmarks/teacher.md)
 
 HERE = Path(__file__).parent
@@ -64,12 +64,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
     command = "python benchmarks/pruning.py " + " ".join(sys.argv[1:])
-    out_json = HERE / "results" / "pruning.json"
-    rows = {(r.model, r.task): r for r in read_results(out_json)} if out_json.exists() else {}
 
     for name in args.tasks:
         teacher_path = _teacher(name)
-        record = teacher_metrics(teacher_path)
         settings = dict(STUDENT_TRAIN[name])
         task = TaskConfig(task=name, max_train_samples=settings.pop("max_train_samples", None)).load(seed=0)
         train = TrainConfig(**{"max_length": 128, "batch_size": 32, "learning_rate": args.lr, "report_to": "none", "logging_steps": 50, **settings})
@@ -87,15 +84,8 @@ def main() -> None:
                                   ffn_dims_kept=report["ffn_dims_kept"], ffn_dims_total=report["ffn_dims_total"],
                                   linear_parameters=report["linear_parameters"], density=report["density"],
                                   per_layer=[(r["heads"], r["ffn_dims"]) for r in report["layers"]])))
-        teacher = Candidate("teacher", teacher_path, metric=record["metrics"]["test"][record["metric_name"]])
-        measured = benchmark(teacher, [c for c, _ in students], task, repeats=args.repeats, max_length=train.max_length, command=command)
-        for row, (_, extra) in zip(measured[1:], students):
-            row.extra.update(extra)
-        measured[0].extra["metrics_test"] = record["metrics"]["test"]
-        for row in measured:
-            rows[(row.model, row.task)] = row
-        write_results(list(rows.values()), out_json)
-        render_benchmark(out_json, HERE / "pruning.md", title="Block movement pruning on MiniLM-L6 (test split)", command=command)
+        measured = measure_students(teacher_path, students, task, repeats=args.repeats, command=command, max_length=train.max_length)
+        record_rows(measured, HERE / "results" / "pruning.json", HERE / "pruning.md", title="Block movement pruning on MiniLM-L6 (test split)", command=command)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,29 @@
+"""What the method benchmarks share: measure students against their teacher in one run, and
+merge the rows into a results file whose markdown table is regenerated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from leanformer.benchmark import Candidate, benchmark
+from leanformer.measure import BenchmarkRow, read_results, render_benchmark, write_results
+from leanformer.teacher import teacher_metrics
+
+
+def measure_students(teacher_path: Path, students: list[tuple[Candidate, dict]], task, *, command: str, **kwargs) -> list[BenchmarkRow]:
+    """Teacher row first, then one row per student with its `extra` details attached."""
+    record = teacher_metrics(teacher_path)
+    teacher = Candidate("teacher", teacher_path, metric=record["metrics"]["test"][record["metric_name"]])
+    measured = benchmark(teacher, [c for c, _ in students], task, command=command, **kwargs)
+    for row, (_, extra) in zip(measured[1:], students):
+        row.extra.update(extra)
+    measured[0].extra["metrics_test"] = record["metrics"]["test"]
+    return measured
+
+
+def record_rows(measured: list[BenchmarkRow], out_json: Path, markdown: Path, *, title: str, command: str) -> None:
+    """Replace the rows of the same (model, task) in `out_json`, keep the others, re-render `markdown`."""
+    rows = {(r.model, r.task): r for r in read_results(out_json)} if out_json.exists() else {}
+    rows.update({(r.model, r.task): r for r in measured})
+    write_results(list(rows.values()), out_json)
+    render_benchmark(out_json, markdown, title=title, command=command)
