@@ -20,13 +20,13 @@ from pathlib import Path
 
 from leanformer.benchmark import Candidate, benchmark
 from leanformer.distill import DistillationConfig
-from leanformer.measure import render_benchmark, write_results
 from leanformer.methods.quantization import QuantizationConfig
 from leanformer.student import distil_student
 from leanformer.teacher import FinetuneConfig, TaskConfig, finetune, teacher_metrics
 from leanformer.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import record_rows  # noqa: E402
 from teacher import teacher_settings  # noqa: E402
 
 HERE = Path(__file__).parent
@@ -68,9 +68,7 @@ def main() -> None:
     rows = benchmark(teacher, candidates, task, repeats=args.repeats, command=command)
     for row, (label, path) in zip(rows[1:], students.items()):
         row.extra["fake_quant_accuracy" if "int8" in label else "accuracy_pytorch"] = metric(path)
-    out_json = HERE / "results" / "composed.json"
-    write_results(rows, out_json)
-    render_benchmark(out_json, HERE / "composed.md", title="Composed methods on MiniLM-L6, SST-2 (test split)", command=command)
+    record_rows(rows, HERE / "results" / "composed.json", HERE / "composed.md", title="Composed methods on MiniLM-L6, SST-2 (test split)", command=command)
 
 
 if __name__ == "__main__":

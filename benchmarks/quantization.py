@@ -29,7 +29,7 @@ import leanformer
 from leanformer.distill import DistillationConfig
 from leanformer.evaluation import evaluate_model
 from leanformer.export import OnnxClassifier, export_onnx
-from leanformer.measure import BenchmarkRow, compare_latency, count_parameters, dummy_inputs, read_results, render_benchmark, write_results
+from leanformer.measure import BenchmarkRow, compare_latency, count_parameters, dummy_inputs
 from leanformer.methods.quantization import QuantizationConfig, export_int8_onnx, export_int8_seq2seq
 from leanformer.onnx_generation import OnnxSeq2Seq, export_seq2seq_onnx
 from leanformer.student import distil_student
@@ -38,6 +38,7 @@ from leanformer.training import TrainConfig
 from leanformer.translation_teacher import ScratchTranslationConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import record_rows  # noqa: E402
 from teacher import teacher_settings  # noqa: E402  (same teachers as benchmarks/teacher.md)
 
 HERE = Path(__file__).parent
@@ -192,15 +193,11 @@ def main() -> None:
     parser.add_argument("--train_only", action="store_true", help="train the students and stop (measure later, on a quiet machine)")
     args = parser.parse_args()
     command = "python benchmarks/quantization.py " + " ".join(a for a in sys.argv[1:] if a != "--train_only")
-    out_json = HERE / "results" / "quantization.json"
-    rows = {(r.model, r.task): r for r in read_results(out_json)} if out_json.exists() else {}  # parts run separately add up
-    for part in args.parts:
+    for part in args.parts:  # parts run separately add up in the results file
         measured = classification(args, command) if part == "classification" else translation(args, command)
-        if args.train_only:
-            continue
-        rows.update({(r.model, r.task): r for r in measured})
-        write_results(list(rows.values()), out_json)
-        render_benchmark(out_json, HERE / "quantization.md", title="Full quantization (test splits; int8 rows run in onnxruntime)", command=command)
+        if not args.train_only:
+            record_rows(measured, HERE / "results" / "quantization.json", HERE / "quantization.md",
+                        title="Full quantization (test splits; int8 rows run in onnxruntime)", command=command)
 
 
 if __name__ == "__main__":
