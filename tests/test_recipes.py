@@ -89,3 +89,16 @@ def test_composed_recipe_runs_end_to_end_from_the_command_line(tmp_path, capsys)
     # an existing output is never overwritten without --overwrite, and no stage runs again
     assert main(argv) == 2
     assert "exists: pass --overwrite" in capsys.readouterr().err
+
+    # a run that died in stage 2: without a flag it is an error, with --resume stage 1 is reused
+    import shutil
+
+    shutil.rmtree(out)
+    stage1_weights = tmp_path / "student.stage1-pruning" / "model.safetensors"
+    mtime = stage1_weights.stat().st_mtime
+    assert main(argv) == 2
+    assert "stage 1 of an earlier run" in capsys.readouterr().err
+    assert main([*argv, "--resume"]) == 0
+    assert stage1_weights.stat().st_mtime == mtime
+    with torch.no_grad():
+        assert torch.equal(leanformer.load(out)(**inputs).logits, saved_logits)  # same seed, same stage 2
