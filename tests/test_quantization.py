@@ -282,6 +282,20 @@ def test_translation_teacher_from_scratch_and_its_quantized_student(tmp_path, mo
 
     student = distil_student(teacher, QuantizationConfig(calibration_batches=2), task_config.load(), train, DistillationConfig(), tmp_path / "q")
     loaded = leanformer.load(student)
+
+    # sequence-level KD: the targets become the teacher's own greedy translations
+    from leanformer.student import teacher_translations
+
+    task = task_config.load()
+    model = leanformer.load(teacher)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(teacher)
+    replaced = teacher_translations(model, tokenizer, task, train)
+    first = tokenizer(task.splits["train"]["source"][:1], return_tensors="pt")
+    expected = tokenizer.batch_decode(model.generate(**first, num_beams=1, do_sample=False, max_new_tokens=train.max_length), skip_special_tokens=True)
+    assert replaced["target"][0] == expected[0] and replaced["source"] == task.splits["train"]["source"]
+    distil_student(teacher, QuantizationConfig(calibration_batches=2), task, train, DistillationConfig(sequence_level=True), tmp_path / "seq")
     assert type(loaded).__name__ == "MarianMTModel" and activation_quantizers(loaded)
     assert "bleu" in teacher_metrics(student)["metrics"]["test"]
 

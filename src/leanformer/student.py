@@ -19,7 +19,7 @@ from .config import ConfigBase
 from .data import TaskData, tokenize_dataset
 from .distill import DistillationConfig
 from .distill.trainer import checkpoint_dir, run_distillation
-from .errors import DataError, LeanformerError
+from .errors import ConfigError, DataError, LeanformerError
 from .evaluation import evaluate_model
 from .model_card import model_card
 from .registry import method_for_config
@@ -82,7 +82,10 @@ def distil_student(
     collator = (
         DataCollatorForSeq2Seq(tokenizer, model=student) if task.spec.kind == "translation" else DataCollatorWithPadding(tokenizer)
     )
-    features = tokenize_dataset(task.spec, task.splits["train"], tokenizer, train.max_length, for_training=True)
+    train_split = task.splits["train"]
+    if distillation.sequence_level:
+        train_split = teacher_translations(teacher, tokenizer, task, train)
+    features = tokenize_dataset(task.spec, train_split, tokenizer, train.max_length, for_training=True)
     started = time.perf_counter()
     if method.calibrate:
         loader = DataLoader(features, batch_size=train.batch_size, shuffle=True, collate_fn=collator, generator=torch.Generator().manual_seed(train.seed))
@@ -138,6 +141,22 @@ def load_encoder(student, path: str | Path) -> None:
             f"the encoder in {str(path)!r} does not fit this student (missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}): "
             "run general distillation with the same method config"
         )
+
+
+@torch.inference_mode()
+def teacher_translations(teacher, tokenizer, task: TaskData, train: TrainConfig):
+    """The training split with its targets replaced by the teacher's greedy translations
+    (sequence-level knowledge distillation, Kim & Rush 2016)."""
+    if task.spec.kind != "translation":
+        raise ConfigError(f"sequence_level distillation is for translation tasks; {task.spec.name} is {task.spec.kind}")
+    split = task.splits["train"]
+    sources = split[task.spec.text_columns[0]]
+    outputs = []
+    for start in range(0, len(sources), train.eval_batch_size):
+        batch = tokenizer(sources[start:start + train.eval_batch_size], max_length=train.max_length, truncation=True, padding=True, return_tensors="pt")
+        generated = teacher.generate(**batch, num_beams=1, do_sample=False, max_new_tokens=train.max_length)
+        outputs += tokenizer.batch_decode(generated, skip_special_tokens=True)
+    return split.remove_columns(task.spec.label_column).add_column(task.spec.label_column, outputs)
 
 
 def check_task_fits(teacher, tokenizer, task: TaskData, source: str) -> None:

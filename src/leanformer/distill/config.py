@@ -25,6 +25,10 @@ class DistillationConfig(ConfigBase):
     attention_weight: float = field(
         default=0.0, metadata={"help": "Weight of the MSE between every layer's pre-softmax attention scores QKᵀ/√d."}
     )
+    sequence_level: bool = field(
+        default=False,
+        metadata={"help": "Translation: train on the teacher's own greedy translations instead of the references (sequence-level KD)."},
+    )
     layer_map: Literal["uniform", "last"] = field(
         default="uniform",
         metadata={"help": "How student layers pick teacher layers when depths differ: 'uniform' (every k-th) or 'last'."},
