@@ -58,6 +58,9 @@ class ArchitectureSpec:
     num_heads: str
     intermediate_size: str
     num_layers: str
+    # attention dispatched through transformers' attention interface (`config._attn_implementation`),
+    # so a registered function can replace it (quantized attention matmuls)
+    attention_interface: bool = True
 
     @property
     def is_encoder_decoder(self) -> bool:
@@ -174,6 +177,7 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
             ),
         ),
         **_BERT_CONFIG,
+        attention_interface=False,  # MPNet computes attention with its relative position bias itself
     ),
     "distilbert": ArchitectureSpec(
         model_type="distilbert",

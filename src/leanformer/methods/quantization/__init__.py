@@ -7,7 +7,6 @@ from .attention import quantized_attention
 from .config import SUPPORTED_BITS, QuantizationConfig
 from .layers import QuantizedEmbedding, QuantizedLinear
 from .model import (
-    ATTENTION_INTERFACE_TYPES,
     QuantizationStartCallback,
     activation_quantizers,
     apply_quantization,
@@ -39,5 +38,5 @@ __all__ = [
     "QuantizationConfig", "SUPPORTED_BITS", "QuantizedLinear", "QuantizedEmbedding", "ActivationQuantizer", "WeightQuantizer",
     "apply_quantization", "rebuild_quantization", "calibrate", "activation_quantizers", "set_quantization_enabled",
     "quantization_training_extras", "QuantizationStartCallback", "quantized_attention", "grid", "scale_and_zero_point",
-    "ATTENTION_INTERFACE_TYPES", "is_quantized", "export_int8_onnx", "export_int8_seq2seq", "fold_weight_quantization", "frozen_for_export",
+"is_quantized", "export_int8_onnx", "export_int8_seq2seq", "fold_weight_quantization", "frozen_for_export",
 ]

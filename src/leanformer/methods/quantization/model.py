@@ -15,18 +15,14 @@ import torch
 from torch import nn
 from transformers import TrainerCallback
 
-from ...architectures import get_architecture, iter_layers
+from ...architectures import ARCHITECTURES, get_architecture, iter_layers
 from ...errors import ConfigError, UnsupportedModelError
 from ...registry import TrainingExtras
+from ..kronecker.layers import KroneckerEmbedding, KroneckerLinear
 from . import attention
 from .config import QuantizationConfig
-from ..kronecker.layers import KroneckerEmbedding, KroneckerLinear
 from .layers import QuantizedEmbedding, QuantizedKroneckerEmbedding, QuantizedKroneckerLinear, QuantizedLinear, attention_quantizers
 from .quantizers import ActivationQuantizer, WeightQuantizer
-
-# Families whose attention is dispatched through transformers' attention interface.
-ATTENTION_INTERFACE_TYPES = ("bert", "roberta", "distilbert", "marian", "bart")
-
 
 def _swap_all(model: nn.Module, kind: type, make) -> int:
     """Replace every module whose type is exactly `kind`, under all the names it is reachable by."""
@@ -49,10 +45,11 @@ def apply_quantization(model: nn.Module, config: QuantizationConfig) -> nn.Modul
             f"quantization found linear layers it cannot quantize ({', '.join(leftovers)}): finalize the previous "
             "method first (e.g. pruning's masks are baked and removed by its finalize step)"
         )
-    if config.quantize_attention and spec.model_type not in ATTENTION_INTERFACE_TYPES:
+    if config.quantize_attention and not spec.attention_interface:
+        supported = ", ".join(name for name, arch in ARCHITECTURES.items() if arch.attention_interface)
         raise UnsupportedModelError(
             f"quantized attention matmuls need transformers' attention interface, which {spec.model_type!r} does not use "
-            f"(supported: {', '.join(ATTENTION_INTERFACE_TYPES)}); set quantize_attention: false to quantize the rest"
+            f"(supported: {supported}); set quantize_attention: false to quantize the rest"
         )
     if config.quantize_linear:
         _swap_all(model, nn.Linear, lambda m: QuantizedLinear(m, config))
