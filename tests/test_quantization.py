@@ -325,3 +325,27 @@ def test_cli_exports_a_quantized_student_as_int8(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["int8"] is True
     graph = onnx.load(str(tmp_path / "q.onnx")).graph
     assert any(i.data_type == onnx.TensorProto.INT8 for i in graph.initializer)
+
+
+def test_quantization_switches_on_at_its_start_step_and_tracks_ranges_before():
+    from types import SimpleNamespace
+
+    from leanformer.methods.quantization import QuantizationStartCallback, quantization_training_extras
+
+    model = tiny_model("bert")
+    inputs = tiny_inputs(model)
+    with torch.no_grad():
+        reference = model(**inputs).logits
+    config = QuantizationConfig(weight_bits=4, activation_bits=4, start_step=3)
+    student = leanformer.compress(copy.deepcopy(model), config)
+    (callback,) = quantization_training_extras(student, config).callbacks
+    assert isinstance(callback, QuantizationStartCallback)
+    for step, quantized in [(0, False), (2, False), (3, True), (7, True)]:
+        callback.on_step_begin(None, SimpleNamespace(global_step=step), None)
+        student.train()
+        with torch.no_grad():
+            out = student(**inputs).logits  # training mode: ranges observed at every step
+        student.eval()
+        assert torch.allclose(out, reference, atol=1e-6) != quantized
+    assert all(int(q.observed) == 4 for q in activation_quantizers(student).values() if not q.fixed)  # softmax: fixed [0, 1]
+    assert quantization_training_extras(student, QuantizationConfig()).callbacks == []  # start at 0: nothing to switch
