@@ -88,7 +88,7 @@ def classification(args, command: str) -> list[BenchmarkRow]:
     files["dynamic"] = onnx_dir / "dynamic.onnx"
     files["qat8"] = export_int8_onnx(leanformer.load(qat), onnx_dir / "qat8.onnx")
     files["ptq8"] = export_int8_onnx(leanformer.load(ptq), onnx_dir / "ptq8.onnx")
-    runners = {"pytorch fp32": teacher, **{k: OnnxClassifier(p, threads=2) for k, p in files.items()}}
+    runners = {"pytorch fp32": teacher, **{k: OnnxClassifier(p, threads=2, spinning=False) for k, p in files.items()}}
     tokenizer = AutoTokenizer.from_pretrained(teacher_path)
     accuracy = {"pytorch fp32": record["metrics"]["test"]["accuracy"]}
     for label, runner in runners.items():
@@ -139,7 +139,7 @@ def translation(args, command: str) -> list[BenchmarkRow]:
     onnx_dir = RUNS / "mt-onnx"
     fp32_dir = export_seq2seq_onnx(teacher, onnx_dir / "fp32")
     int8_dir = export_int8_seq2seq(leanformer.load(students["qat8"]), onnx_dir / "qat8")
-    runners = {"pytorch fp32": teacher, "onnx fp32": OnnxSeq2Seq(fp32_dir, threads=2), "onnx int8": OnnxSeq2Seq(int8_dir, threads=2)}
+    runners = {"pytorch fp32": teacher, "onnx fp32": OnnxSeq2Seq(fp32_dir, threads=2, spinning=False), "onnx int8": OnnxSeq2Seq(int8_dir, threads=2, spinning=False)}
     bleu = {"pytorch fp32": record["metrics"]["test"]["bleu"]}
     for label in ("onnx fp32", "onnx int8"):
         bleu[label] = evaluate_model(runners[label], tokenizer, task, "test", batch_size=128, max_length=128, progress=False)["bleu"]

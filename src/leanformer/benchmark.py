@@ -50,7 +50,7 @@ def _deploy_onnx(model: nn.Module, directory: Path, threads: int) -> tuple[Path,
 
     path = directory / "model.onnx"
     (export_int8_onnx if is_quantized(model) else export_onnx)(model, path)
-    return path, OnnxClassifier(path, threads=threads)
+    return path, OnnxClassifier(path, threads=threads, spinning=False)  # timed interleaved with PyTorch
 
 
 def _onnx_forward_callable(runner, model: nn.Module, batch_size: int, seq_len: int):

@@ -145,18 +145,15 @@ class OnnxSeq2Seq:
     """Greedy generation with the exported graphs; `generate` mimics the transformers call that
     `leanformer.evaluation` makes, so BLEU is computed by the same code for every backend."""
 
-    def __init__(self, directory: str | os.PathLike, *, threads: int | None = None):
-        import onnxruntime as ort
+    def __init__(self, directory: str | os.PathLike, *, threads: int | None = None, spinning: bool = True):
+        from .export import onnx_session
 
         directory = Path(directory)
         if not (directory / META).is_file():
             raise LeanformerError(f"{str(directory)!r} holds no exported encoder-decoder ({META} missing): run export_seq2seq_onnx first")
         self.meta = json.loads((directory / META).read_text())
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.encoder = ort.InferenceSession(str(directory / ENCODER), options, providers=["CPUExecutionProvider"])
-        self.decoder = ort.InferenceSession(str(directory / DECODER), options, providers=["CPUExecutionProvider"])
+        self.encoder = onnx_session(directory / ENCODER, threads=threads, spinning=spinning)
+        self.decoder = onnx_session(directory / DECODER, threads=threads, spinning=spinning)
 
     def parameters(self):  # evaluation asks for the device of the first parameter
         yield torch.zeros(())
