@@ -35,3 +35,16 @@ def test_export_from_the_command_line(tmp_path):
     leanformer.save(tiny_model("bert"), tmp_path / "m")
     assert main(["export", "--model", str(tmp_path / "m"), "--output", str(tmp_path / "m.onnx")]) == 0
     assert (tmp_path / "m.onnx").stat().st_size > 10_000
+
+
+def test_export_leaves_the_model_in_eval_mode(tmp_path):
+    # the exporter restores its wrapper's mode recursively; a training-mode wrapper would turn
+    # dropout (and quantizer range tracking) back on in the caller's model
+    from leanformer.onnx_generation import export_seq2seq_onnx
+
+    model = tiny_model("bert", dropout=0.1)
+    export_onnx(model, tmp_path / "m.onnx")
+    assert not any(m.training for m in model.modules())
+    seq2seq = tiny_model("marian", dropout=0.1)
+    export_seq2seq_onnx(seq2seq, tmp_path / "mt")
+    assert not any(m.training for m in seq2seq.modules())

@@ -35,7 +35,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, seq_len: int = 16,
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about Python-side shape logic are expected
             torch.onnx.export(
-                _Positional(model, names), tuple(inputs[n] for n in names), tmp, input_names=names,
+                _Positional(model, names).eval(), tuple(inputs[n] for n in names), tmp, input_names=names,
                 output_names=output_names, dynamic_axes=axes, opset_version=opset, dynamo=False,
             )
         os.replace(tmp, path)
@@ -46,7 +46,11 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, seq_len: int = 16,
 
 
 class _Positional(nn.Module):
-    """Positional-argument wrapper (the exporter passes inputs by position) returning plain tensors."""
+    """Positional-argument wrapper (the exporter passes inputs by position) returning plain tensors.
+
+    Create it in eval mode: the exporter restores the wrapper's mode after tracing, recursively,
+    and a fresh module's mode is training (that would turn dropout back on in the caller's model).
+    """
 
     def __init__(self, model: nn.Module, names: list[str]):
         super().__init__()

@@ -98,7 +98,7 @@ def export_seq2seq_onnx(model: nn.Module, directory: str | os.PathLike, *, opset
         b, s, t = 2, 7, 3
         ids = torch.randint(3, config.vocab_size, (b, s))
         mask = torch.ones(b, s, dtype=torch.long)
-        encoder = _Encoder(model)
+        encoder = _Encoder(model).eval()  # the exporter restores this mode recursively: not training
         cache_names = [f"{kind}_{i}" for i in range(layers) for kind in ("past_key", "past_value")]
         cross_names = [f"{kind}_{i}" for i in range(layers) for kind in ("cross_key", "cross_value")]
         with torch.no_grad(), warnings.catch_warnings():
@@ -116,7 +116,7 @@ def export_seq2seq_onnx(model: nn.Module, directory: str | os.PathLike, *, opset
             step = torch.full((b, 1), config.decoder_start_token_id)
             grown_names = [n.replace("past_", "present_") for n in cache_names]
             torch.onnx.export(
-                _DecoderStep(model, layers), (step, states, mask, *past, *cross), tmp / DECODER,
+                _DecoderStep(model, layers).eval(), (step, states, mask, *past, *cross), tmp / DECODER,
                 input_names=["decoder_input_ids", "encoder_states", "encoder_attention_mask", *cache_names, *cross_names],
                 output_names=["logits", *grown_names], opset_version=opset, dynamo=False,
                 dynamic_axes={"decoder_input_ids": {0: "batch"}, "encoder_states": {0: "batch", 1: "source"},
