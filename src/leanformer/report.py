@@ -85,7 +85,7 @@ def tradeoff_figure(rows: list[BenchmarkRow], x: str) -> Figure | None:
     metric_names = sorted({r.metric_name for r in usable if r.metric_name})
     ax.set_ylabel(" / ".join(metric_names) or "metric")
     ax.set_title(f"{ax.get_ylabel()} vs {x} (★ teacher)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
