@@ -3,6 +3,7 @@
 import copy
 
 import pytest
+import numpy as np
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -194,7 +195,7 @@ def test_int8_onnx_matches_the_fake_quant_model_within_one_step(tmp_path, bits):
     calibrate(student, [dummy_inputs(student, 4, 12, seed=s) for s in range(3)])
     path = export_int8_onnx(student, tmp_path / "int8.onnx")
     graph = onnx.load(str(path)).graph
-    int8_weights = [i for i in graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    int8_weights = [i for i in graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 2]
     linears = [m for m in student.modules() if isinstance(m, torch.nn.Linear)]
     embeddings = [m for m in student.modules() if isinstance(m, torch.nn.Embedding)]
     assert len(int8_weights) == len(linears) + len(embeddings)
@@ -214,6 +215,46 @@ def test_int8_onnx_matches_the_fake_quant_model_within_one_step(tmp_path, bits):
     # (the file of a 32-wide toy model is mostly graph structure, so compare tensor bytes)
     export_onnx(model, tmp_path / "fp32.onnx")
     assert _tensor_bytes(tmp_path / "int8.onnx") < 0.4 * _tensor_bytes(tmp_path / "fp32.onnx")
+
+
+def test_int8_graph_rewrites_are_exact_and_take_effect(tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    from leanformer.export import export_onnx
+    from leanformer.measure import dummy_inputs
+    from leanformer.methods.quantization import export_int8_onnx, fold_weight_quantization, frozen_for_export
+
+    student = leanformer.compress(tiny_model("bert"), QuantizationConfig())
+    calibrate(student, [dummy_inputs(student, 4, 12, seed=s) for s in range(3)])
+    # reference: the QDQ graph with int8 weights and nothing else rewritten
+    with frozen_for_export(student), torch.no_grad():
+        export_onnx(student, tmp_path / "qdq.onnx")
+    proto = onnx.load(str(tmp_path / "qdq.onnx"))
+    fold_weight_quantization(proto)
+    onnx.save(proto, str(tmp_path / "reference.onnx"))
+    plain = export_int8_onnx(student, tmp_path / "plain.onnx", optimize=False)
+    fast = export_int8_onnx(student, tmp_path / "fast.onnx")
+
+    inputs = {k: v.numpy() for k, v in dummy_inputs(student, 3, 20, seed=7).items()}
+    run = lambda path: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, inputs)[0]  # noqa: E731
+    want = run(tmp_path / "reference.onnx")
+    assert np.abs(run(plain) - want).max() <= 1e-6
+    assert np.abs(run(fast) - want).max() <= 1e-5
+
+    def nodes(path):
+        graph = onnx.load(str(path)).graph
+        return graph, {n.output[0]: n for n in graph.node}
+
+    graph, producer = nodes(plain)  # embedding lookups read int8 rows: no table is dequantized whole
+    gathers = [n for n in graph.node if n.op_type == "Gather" and n.input[0] in {i.name for i in graph.initializer}]
+    assert {n.input[0] for n in gathers} >= {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 2 and "embeddings" in i.name}
+    assert not any(n.op_type == "Gather" and producer.get(n.input[0], n).op_type == "DequantizeLinear" for n in graph.node)
+    graph, producer = nodes(fast)  # integer matmuls carry their bias
+    integer = [n for n in graph.node if n.op_type == "MatMulIntegerToFloat"]
+    # Q, K, V, attention output and FFN output; the FFN input's bias goes into the fused BiasGelu
+    assert integer and sum(len(n.input) == 7 for n in integer) >= len(student.bert.encoder.layer) * 5
+    assert not any(n.op_type == "Add" and any(producer.get(i) in integer for i in n.input) and any(i in {x.name for x in graph.initializer} for i in n.input) for n in graph.node)
 
 
 def _tensor_bytes(path) -> int:
