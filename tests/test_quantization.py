@@ -366,6 +366,11 @@ def test_cli_exports_a_quantized_student_as_int8(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["int8"] is True
     graph = onnx.load(str(tmp_path / "q.onnx")).graph
     assert any(i.data_type == onnx.TensorProto.INT8 for i in graph.initializer)
+    assert any(n.op_type == "MatMulIntegerToFloat" for n in graph.node)  # onnxruntime's int8 kernels, stored
+    # --portable: standard QDQ operators only, for runtimes other than onnxruntime
+    assert main(["export", "--model", str(tmp_path / "q"), "--output", str(tmp_path / "p.onnx"), "--portable"]) == 0
+    graph = onnx.load(str(tmp_path / "p.onnx")).graph
+    assert {n.domain for n in graph.node} <= {"", "ai.onnx"} and any(n.op_type == "DequantizeLinear" for n in graph.node)
 
 
 def test_quantization_switches_on_at_its_start_step_and_tracks_ranges_before():

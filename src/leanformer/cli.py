@@ -222,6 +222,10 @@ class ExportArgs(ConfigBase):
         default="", metadata={"help": "The .onnx file to write (encoder-decoders: a directory with encoder.onnx and decoder.onnx)."}
     )
     opset: int = field(default=17, metadata={"help": "ONNX opset version."})
+    portable: bool = field(
+        default=False,
+        metadata={"help": "Quantized models: write the plain QDQ graph (any ONNX runtime) instead of onnxruntime's optimized int8 graph."},
+    )
 
     def validate(self) -> None:
         if not self.model or not self.output:
@@ -242,7 +246,7 @@ def cmd_export(argv: list[str]) -> int:
     model = load(args.model)
     seq2seq = get_architecture(model).is_encoder_decoder
     if is_quantized(model):
-        path = (export_int8_seq2seq if seq2seq else export_int8_onnx)(model, args.output)
+        path = (export_int8_seq2seq if seq2seq else export_int8_onnx)(model, args.output, optimize=not args.portable)
     else:
         path = export_seq2seq_onnx(model, args.output, opset=args.opset) if seq2seq else export_onnx(model, args.output, opset=args.opset)
     print(json.dumps({"onnx": str(path), "int8": is_quantized(model)}, indent=2))
