@@ -57,10 +57,12 @@ def test_report_renders_every_plot_with_its_axes(run_dir, tmp_path):
     structure = structure_figure(students)
     assert [ax.get_title() for ax in structure.axes[:2]] == ["attention heads kept", "FFN dimensions kept"]
     assert structure.axes[0].get_xlabel() == "layer"
-    curves = curves_figure(students)
-    labels = [line.get_label() for line in curves.axes[0].lines]
-    assert "pruned: loss_pruning_regularization" in labels and "int8: loss_task" in labels
-    assert any(line.get_label() == "pruned: threshold" for line in curves.axes[1].lines)
+    panels = {ax.get_title(): ax for ax in curves_figure(students).axes}  # one per student, then the schedule
+    assert set(panels) == {"pruned", "int8", "pruning schedule"}
+    labels = {title: [line.get_label() for line in ax.lines] for title, ax in panels.items()}
+    assert "pruning regularization" in labels["pruned"] and "task" in labels["int8"] and "total" in labels["int8"]
+    assert panels["pruned"].get_yscale() == "log" and panels["pruned"].get_xlabel() == "optimizer step"
+    assert {"pruned: threshold", "pruned: mask_density"} <= set(labels["pruning schedule"])
     ranges = ranges_figure(students)
     assert ranges.axes[0].get_ylabel() == "range [min, max]" and len(ranges.axes[0].patches) > 10
 

@@ -139,28 +139,46 @@ def _log(student: Path) -> list[dict]:
     return [e for e in json.loads(path.read_text()) if "loss" in e] if path.is_file() else []
 
 
+def _curve_label(name: str) -> str:
+    return "total" if name == "loss" else name.removeprefix("loss_").replace("_", " ")
+
+
 def curves_figure(students: list[Path]) -> Figure | None:
-    """Training losses (left) and the pruning schedule (right) against the step, per student."""
+    """One panel of training losses per student (a loss keeps its colour across panels), then the
+    pruning schedule (threshold and mask density) of every pruning student."""
     logs = [(s, _log(s)) for s in students]
     logs = [(s, log) for s, log in logs if log]
     if not logs:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for student, log in logs:
-        for ax, names in zip(axes, CURVES.values()):
-            for name in names:
-                points = [(e.get("step", i), e[name]) for i, e in enumerate(log) if name in e and (ax is axes[1] or e[name] > 0)]
+    scheduled = [(s, log) for s, log in logs if any(n in e for e in log for n in CURVES["schedule"])]
+    panels = len(logs) + bool(scheduled)
+    cols = min(3, panels)
+    fig, axes = plt.subplots(-(-panels // cols), cols, figsize=(4.3 * cols, 3.3 * -(-panels // cols)), squeeze=False)
+    flat = list(axes.ravel())
+    colours = {name: f"C{i}" for i, name in enumerate(CURVES["losses"])}
+    for ax, (student, log) in zip(flat, logs):
+        for name in CURVES["losses"]:
+            points = [(e.get("step", i), e[name]) for i, e in enumerate(log) if e.get(name, 0) > 0]
+            if points:
+                ax.plot(*zip(*points), label=_curve_label(name), color=colours[name], linewidth=1.2)
+        ax.set_yscale("log")
+        ax.set_ylabel("loss (log scale)")
+        ax.set_title(student.name, fontsize=10)
+    if scheduled:
+        ax = flat[len(logs)]
+        for student, log in scheduled:
+            for name, style in zip(CURVES["schedule"], ("-", "--")):
+                points = [(e.get("step", i), e[name]) for i, e in enumerate(log) if name in e]
                 if points:
-                    ax.plot(*zip(*points), label=f"{student.name}: {name}", linewidth=1)
-    axes[0].set_ylabel("loss (log scale)")
-    axes[0].set_yscale("log")
-    axes[1].set_ylabel("threshold / mask density")
-    for ax, title in zip(axes, ("distillation losses", "pruning schedule")):
+                    ax.plot(*zip(*points), style, label=f"{student.name}: {name}", linewidth=1.2)
+        ax.set_ylabel("threshold / mask density")
+        ax.set_title("pruning schedule", fontsize=10)
+    for ax in flat[:panels]:
         ax.set_xlabel("optimizer step")
-        ax.set_title(title)
-        if ax.lines:
-            ax.legend(fontsize=6)
+        ax.legend(fontsize=6)
         ax.grid(alpha=0.3)
+    for ax in flat[panels:]:
+        fig.delaxes(ax)
     fig.tight_layout()
     return fig
 
