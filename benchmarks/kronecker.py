@@ -62,8 +62,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--corpus_samples", type=int, default=8000)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--train_only", action="store_true", help="train the students and stop (measure later, on a quiet machine)")
     args = parser.parse_args()
-    command = "python benchmarks/kronecker.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/kronecker.py " + " ".join(a for a in sys.argv[1:] if a != "--train_only")
 
     for name in args.tasks:
         teacher_path = _teacher(name)
@@ -87,6 +88,8 @@ def main() -> None:
                 students.append((Candidate(label, out, method="kronecker", metric=metrics["metrics"]["test"][task.spec.primary_metric]),
                                  dict(compression=compression, stage1=stage1, intermediate=intermediate, train_seconds=metrics["train_seconds"],
                                       metrics_test=metrics["metrics"]["test"], epochs=train.epochs)))
+        if args.train_only:
+            continue
         measured = measure_students(teacher_path, students, task, repeats=args.repeats, command=command)
         record_rows(measured, HERE / "results" / "kronecker.json", HERE / "kronecker.md", title="KroneckerBERT on MiniLM-L6 (test split)", command=command)
 

@@ -62,8 +62,9 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--train_only", action="store_true", help="train the students and stop (measure later, on a quiet machine)")
     args = parser.parse_args()
-    command = "python benchmarks/pruning.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/pruning.py " + " ".join(a for a in sys.argv[1:] if a != "--train_only")
 
     for name in args.tasks:
         teacher_path = _teacher(name)
@@ -84,6 +85,8 @@ def main() -> None:
                                   ffn_dims_kept=report["ffn_dims_kept"], ffn_dims_total=report["ffn_dims_total"],
                                   linear_parameters=report["linear_parameters"], density=report["density"],
                                   per_layer=[(r["heads"], r["ffn_dims"]) for r in report["layers"]])))
+        if args.train_only:
+            continue
         measured = measure_students(teacher_path, students, task, repeats=args.repeats, command=command, max_length=train.max_length)
         record_rows(measured, HERE / "results" / "pruning.json", HERE / "pruning.md", title="Block movement pruning on MiniLM-L6 (test split)", command=command)
 
