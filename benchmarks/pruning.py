@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(STUDENT_TRAIN))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--train_samples", type=int, default=None, help="override the task's student training examples (rows get a budget tag)")
+    parser.add_argument("--epochs", type=float, default=None, help="override the task's student epochs (rows get a budget tag)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--train_only", action="store_true", help="train the students and stop (measure later, on a quiet machine)")
     args = parser.parse_args()
@@ -69,18 +71,23 @@ def main() -> None:
     for name in args.tasks:
         teacher_path = _teacher(name)
         settings = dict(STUDENT_TRAIN[name])
+        overrides = {k: v for k, v in (("max_train_samples", args.train_samples), ("epochs", args.epochs)) if v is not None}
+        settings.update(overrides)
+        # a non-default budget is its own row: "hybrid_filled λ10 [24000×1]"
+        tag = f" [{settings.get('max_train_samples') or 'all'}×{settings['epochs']:g}]" if overrides else ""
         task = TaskConfig(task=name, max_train_samples=settings.pop("max_train_samples", None)).load(seed=0)
         train = TrainConfig(**{"max_length": 128, "batch_size": 32, "learning_rate": args.lr, "report_to": "none", "logging_steps": 50, **settings})
         students = []
-        for label in args.variants:
+        for variant in args.variants:
+            label = variant + tag
             out = RUNS / f"{name.replace('/', '_')}-{label.replace(' ', '-')}"
             if not (out / "leanformer_metrics.json").is_file():
                 print(f"== {name}: {label}", flush=True)
-                distil_student(teacher_path, VARIANTS[label], task, train, DistillationConfig(), out, overwrite=True, resume=True)
+                distil_student(teacher_path, VARIANTS[variant], task, train, DistillationConfig(), out, overwrite=True, resume=True)
             metrics = json.loads((out / "leanformer_metrics.json").read_text())
             report = pruning_report(leanformer.load(out), seq_len=128)
             students.append((Candidate(label, out, method="pruning", metric=metrics["metrics"]["test"][task.spec.primary_metric]),
-                             dict(config=VARIANTS[label].to_dict(), train_seconds=metrics["train_seconds"], metrics_test=metrics["metrics"]["test"],
+                             dict(config=VARIANTS[variant].to_dict(), train_seconds=metrics["train_seconds"], metrics_test=metrics["metrics"]["test"],
                                   epochs=train.epochs, heads_kept=report["heads_kept"], heads_total=report["heads_total"],
                                   ffn_dims_kept=report["ffn_dims_kept"], ffn_dims_total=report["ffn_dims_total"],
                                   linear_parameters=report["linear_parameters"], density=report["density"],
