@@ -1,6 +1,7 @@
 """KroneckerBERT on MiniLM-L6: teacher vs Kronecker students, with and without stage 1 and intermediate losses.
 
     .venv/bin/python benchmarks/kronecker.py [--tasks glue/sst2 glue/mrpc glue/cola] [--compressions 8 20]
+        [--corpus_samples 0 --stage1_epochs 3] [--train_samples 32000 --epochs 2]   # longer budgets: rows tagged
 
 Runs in order of importance (the full method first, then the ablations), saves every student
 under runs/bench/kronecker/ and every row to benchmarks/results/kronecker.json as soon as it is
@@ -46,9 +47,10 @@ def _teacher(name: str) -> Path:
 
 
 def _general(compression: float, args) -> Path:
-    out = RUNS / f"general-c{compression:g}"
+    # the corpus budget is part of the name: a longer stage 1 never silently reuses a shorter one
+    out = RUNS / f"general-c{compression:g}-n{args.corpus_samples or 'all'}-e{args.stage1_epochs:g}"
     if not (out / "config.json").is_file():
-        train = TrainConfig(epochs=1.0, batch_size=32, max_length=64, learning_rate=args.lr, report_to="none", logging_steps=50)
+        train = TrainConfig(epochs=args.stage1_epochs, batch_size=32, max_length=64, learning_rate=args.lr, report_to="none", logging_steps=50)
         general = GeneralDistillationConfig(pretrained="minilm", corpus="vitaminc_wiki", corpus_samples=args.corpus_samples)
         general_distillation(general, KroneckerConfig(target_compression=compression), train, out)
     return out
@@ -60,15 +62,24 @@ def main() -> None:
     parser.add_argument("--compressions", nargs="+", type=float, default=[8.0, 20.0])
     parser.add_argument("--variants", type=int, default=len(VARIANTS), help="run the first N variants")
     parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--corpus_samples", type=int, default=8000)
+    parser.add_argument("--corpus_samples", type=int, default=8000, help="stage-1 sentences (0: all 21,007 of vitaminc_wiki)")
+    parser.add_argument("--stage1_epochs", type=float, default=1.0)
+    parser.add_argument("--train_samples", type=int, default=None, help="override the task's student training examples (rows get a budget tag)")
+    parser.add_argument("--epochs", type=float, default=None, help="override the task's student epochs (rows get a budget tag)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--train_only", action="store_true", help="train the students and stop (measure later, on a quiet machine)")
     args = parser.parse_args()
+    args.corpus_samples = args.corpus_samples or None
     command = "python benchmarks/kronecker.py " + " ".join(a for a in sys.argv[1:] if a != "--train_only")
 
     for name in args.tasks:
         teacher_path = _teacher(name)
         settings = dict(STUDENT_TRAIN[name])
+        overrides = {k: v for k, v in (("max_train_samples", args.train_samples), ("epochs", args.epochs)) if v is not None}
+        settings.update(overrides)
+        # a non-default budget is its own row: "kron8x+stage1+intermediate [stage1 all×3, 32000×2]"
+        stage1_budget = f"stage1 {args.corpus_samples or 'all'}×{args.stage1_epochs:g}" if (args.corpus_samples, args.stage1_epochs) != (8000, 1.0) else ""
+        stage2_budget = f"{settings.get('max_train_samples') or 'all'}×{settings['epochs']:g}" if overrides else ""
         task_cfg = TaskConfig(task=name, max_train_samples=settings.pop("max_train_samples", None))
         task = task_cfg.load(seed=0)
         train = TrainConfig(max_length=128, batch_size=32, learning_rate=args.lr, report_to="none", logging_steps=50, **settings)
@@ -76,7 +87,9 @@ def main() -> None:
         for compression in args.compressions:
             for stage1, intermediate in VARIANTS[: args.variants]:
                 label = f"kron{compression:g}x{'+stage1' if stage1 else ''}{'+intermediate' if intermediate else '-logits-only'}"
-                out = RUNS / f"{name.replace('/', '_')}-{label}"
+                budget = [b for b in (stage1_budget if stage1 else "", stage2_budget) if b]
+                label += f" [{', '.join(budget)}]" if budget else ""
+                out = RUNS / f"{name.replace('/', '_')}-{label.replace(' ', '-').replace(',', '')}"
                 if not (out / "leanformer_metrics.json").is_file():
                     print(f"== {name}: {label}", flush=True)
                     losses = kronecker_distillation() if intermediate else DistillationConfig(temperature=1.0, logit_weight=1.0, task_weight=1.0)
