@@ -348,7 +348,16 @@ def test_missing_numbers_show_as_dashes():
 
 def test_render_benchmark_writes_title_command_then_table(tmp_path):
     write_results(rows(), tmp_path / "results.json")
-    render_benchmark(tmp_path / "results.json", tmp_path / "README.md", title="SST-2 pruning", command="make bench")
+    render_benchmark(tmp_path / "results.json", tmp_path / "README.md", title="SST-2 pruning", command="leanformer bench sst2")
     text = (tmp_path / "README.md").read_text()
-    assert text.startswith("# SST-2 pruning\n\n```\nmake bench\n```\n")
+    assert text.startswith("# SST-2 pruning\n\n```\nleanformer bench sst2\n```\n")
     assert markdown_table(rows()) in text
+
+
+def test_render_benchmark_lists_every_command_that_measured_a_row(tmp_path):
+    first, second = rows()[0], rows()[1]
+    first.command, second.command = "python bench.py --tasks a", "python bench.py --tasks b"
+    write_results([first, second], tmp_path / "results.json")
+    render_benchmark(tmp_path / "results.json", tmp_path / "README.md", title="t", command="python bench.py --tasks b")
+    text = (tmp_path / "README.md").read_text()
+    assert text.startswith("# t\n\n```\npython bench.py --tasks a\npython bench.py --tasks b\n```\n")

@@ -180,14 +180,19 @@ def markdown_table(rows: Iterable[BenchmarkRow], *, title: str | None = None) ->
 
 
 def render_benchmark(results_json_path: str | Path, markdown_path: str | Path, *, title: str, command: str) -> None:
-    """Regenerate a benchmark's markdown file from its JSON results: title, command, table, legend."""
+    """Regenerate a benchmark's markdown file from its JSON results: title, commands, table, legend.
+
+    Rows measured by different runs keep their own command: every distinct one is listed (first
+    seen first), so the header never claims one command produced rows that another run measured.
+    """
     rows = read_results(results_json_path)
+    commands = list(dict.fromkeys(r.command for r in rows if r.command)) or [command]
     text = "\n".join(
         [
             f"# {title}",
             "",
             "```",
-            command,
+            *commands,
             "```",
             "",
             markdown_table(rows),
