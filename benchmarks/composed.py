@@ -1,13 +1,14 @@
 """Composed methods on MiniLM-L6 / SST-2: prune_then_int8 and kronecker_then_int8 against the teacher
 and against each single method, all measured in one interleaved run.
 
-    .venv/bin/python benchmarks/composed.py [--repeats 10]
+    .venv/bin/python benchmarks/composed.py [--repeats 10] [--pruned "hybrid_filled λ10 [16000×3]"] [--kronecker LABEL]
 
 Reuses the students of the single-method benchmarks (run them first, from the same directory):
 benchmarks/pruning.py (hybrid filled, λ = 10), benchmarks/kronecker.py (8×, stage 1 + intermediate
 losses) and benchmarks/quantization.py (8-bit QAT). The int8 stage of each composition is 8-bit QAT
 of that student (1 epoch, distilled from the same teacher), as in recipes/prune_then_int8.yaml and
-recipes/kronecker_then_int8.yaml. Quantized students run as int8 ONNX in onnxruntime (their
+recipes/kronecker_then_int8.yaml. `--pruned`/`--kronecker` pick another row of those benchmarks
+(e.g. a longer-trained student) as the base; its rows are labelled with it. Quantized students run as int8 ONNX in onnxruntime (their
 deployed form), the others in PyTorch.
 """
 
@@ -31,19 +32,32 @@ from teacher import teacher_settings  # noqa: E402
 
 HERE = Path(__file__).parent
 RUNS = Path("runs/bench/composed")
-SINGLE = {
-    "pruning (hybrid filled λ10)": Path("runs/bench/pruning/glue_sst2-hybrid_filled-λ10"),
-    "kronecker 8×": Path("runs/bench/kronecker/glue_sst2-kron8x+stage1+intermediate"),
-    "int8 QAT": Path("runs/bench/quantization/sst2-qat8"),
-}
-COMPOSED = {"prune_then_int8": "pruning (hybrid filled λ10)", "kronecker_then_int8": "kronecker 8×"}
+
+
+def _student_dir(benchmark: str, label: str) -> Path:
+    """Where benchmarks/pruning.py and benchmarks/kronecker.py save the SST-2 student of a row label."""
+    return Path(f"runs/bench/{benchmark}/glue_sst2-{label.replace(' ', '-').replace(',', '')}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--pruned", default="hybrid_filled λ10", help="row label of the pruned student in benchmarks/pruning.md")
+    parser.add_argument("--kronecker", default="kron8x+stage1+intermediate", help="row label of the student in benchmarks/kronecker.md")
     args = parser.parse_args()
-    command = "python benchmarks/composed.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/composed.py " + " ".join(f'"{a}"' if " " in a else a for a in sys.argv[1:])
+    # the default students keep their historical row labels; others are named after their benchmark row
+    if args.pruned == "hybrid_filled λ10":
+        pruned, prune_int8 = "pruning (hybrid filled λ10)", "prune_then_int8"
+    else:
+        pruned, prune_int8 = f"pruning ({args.pruned})", f"prune_then_int8 ({args.pruned})"
+    if args.kronecker == "kron8x+stage1+intermediate":
+        kron, kron_int8 = "kronecker 8×", "kronecker_then_int8"
+    else:
+        kron, kron_int8 = f"kronecker ({args.kronecker})", f"kronecker_then_int8 ({args.kronecker})"
+    SINGLE = {pruned: _student_dir("pruning", args.pruned), kron: _student_dir("kronecker", args.kronecker),
+              "int8 QAT": Path("runs/bench/quantization/sst2-qat8")}
+    COMPOSED = {prune_int8: pruned, kron_int8: kron}
     missing = [str(p) for p in SINGLE.values() if not (p / "leanformer_metrics.json").is_file()]
     if missing:
         sys.exit(f"run the single-method benchmarks first (missing {', '.join(missing)})")
@@ -52,7 +66,7 @@ def main() -> None:
     train = TrainConfig(epochs=1.0, learning_rate=2e-5, max_length=128, batch_size=32, report_to="none", logging_steps=50)
     students = dict(SINGLE)
     for name, base in COMPOSED.items():
-        out = RUNS / f"sst2-{name}"
+        out = RUNS / ("sst2-" + "".join(c if c.isalnum() or c in "_+×λ" else "-" for c in name).strip("-"))
         if not (out / "leanformer_metrics.json").is_file():
             print(f"== {name}", flush=True)
             distil_student(teacher_path, QuantizationConfig(), task, train, DistillationConfig(), out, overwrite=True, resume=True, init_student=SINGLE[base])
