@@ -10,6 +10,14 @@ from leanformer.measure import BenchmarkRow, read_results, render_benchmark, wri
 from leanformer.teacher import teacher_metrics
 
 
+def student_budget(defaults: dict, train_samples: int | None, epochs: float | None) -> tuple[dict, str]:
+    """A task's student budget with the command line's overrides, and the tag ("24000×1") that makes a
+    non-default budget its own row and run directory ("" for the default budget)."""
+    overrides = {k: v for k, v in (("max_train_samples", train_samples), ("epochs", epochs)) if v is not None}
+    settings = {**defaults, **overrides}
+    return settings, f"{settings.get('max_train_samples') or 'all'}×{settings['epochs']:g}" if overrides else ""
+
+
 def measure_students(teacher_path: Path, students: list[tuple[Candidate, dict]], task, *, command: str, **kwargs) -> list[BenchmarkRow]:
     """Teacher row first, then one row per student with its `extra` details attached."""
     record = teacher_metrics(teacher_path)

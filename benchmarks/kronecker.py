@@ -26,7 +26,7 @@ from leanformer.teacher import FinetuneConfig, TaskConfig, finetune
 from leanformer.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import measure_students, record_rows  # noqa: E402
+from common import measure_students, record_rows, student_budget  # noqa: E402
 from teacher import teacher_settings  # noqa: E402  (same teachers as benchmarks/teacher.md)
 
 HERE = Path(__file__).parent
@@ -74,12 +74,9 @@ def main() -> None:
 
     for name in args.tasks:
         teacher_path = _teacher(name)
-        settings = dict(STUDENT_TRAIN[name])
-        overrides = {k: v for k, v in (("max_train_samples", args.train_samples), ("epochs", args.epochs)) if v is not None}
-        settings.update(overrides)
+        settings, stage2_budget = student_budget(STUDENT_TRAIN[name], args.train_samples, args.epochs)
         # a non-default budget is its own row: "kron8x+stage1+intermediate [stage1 all×3, 32000×2]"
         stage1_budget = f"stage1 {args.corpus_samples or 'all'}×{args.stage1_epochs:g}" if (args.corpus_samples, args.stage1_epochs) != (8000, 1.0) else ""
-        stage2_budget = f"{settings.get('max_train_samples') or 'all'}×{settings['epochs']:g}" if overrides else ""
         task_cfg = TaskConfig(task=name, max_train_samples=settings.pop("max_train_samples", None))
         task = task_cfg.load(seed=0)
         train = TrainConfig(max_length=128, batch_size=32, learning_rate=args.lr, report_to="none", logging_steps=50, **settings)

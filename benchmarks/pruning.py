@@ -26,7 +26,7 @@ from leanformer.teacher import FinetuneConfig, TaskConfig, finetune
 from leanformer.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import measure_students, record_rows  # noqa: E402
+from common import measure_students, record_rows, student_budget  # noqa: E402
 from teacher import teacher_settings  # noqa: E402  (same teachers as benchmarks/teacher.md)
 
 HERE = Path(__file__).parent
@@ -70,11 +70,8 @@ def main() -> None:
 
     for name in args.tasks:
         teacher_path = _teacher(name)
-        settings = dict(STUDENT_TRAIN[name])
-        overrides = {k: v for k, v in (("max_train_samples", args.train_samples), ("epochs", args.epochs)) if v is not None}
-        settings.update(overrides)
-        # a non-default budget is its own row: "hybrid_filled λ10 [24000×1]"
-        tag = f" [{settings.get('max_train_samples') or 'all'}×{settings['epochs']:g}]" if overrides else ""
+        settings, budget = student_budget(STUDENT_TRAIN[name], args.train_samples, args.epochs)
+        tag = f" [{budget}]" if budget else ""  # "hybrid_filled λ10 [24000×1]"
         task = TaskConfig(task=name, max_train_samples=settings.pop("max_train_samples", None)).load(seed=0)
         train = TrainConfig(**{"max_length": 128, "batch_size": 32, "learning_rate": args.lr, "report_to": "none", "logging_steps": 50, **settings})
         students = []
