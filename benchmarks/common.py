@@ -3,11 +3,19 @@ merge the rows into a results file whose markdown table is regenerated."""
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 from leanformer.benchmark import Candidate, benchmark
 from leanformer.measure import BenchmarkRow, read_results, render_benchmark, write_results
 from leanformer.teacher import teacher_metrics
+
+
+def command_line() -> str:
+    """The command that reproduces this run, quoted for a shell (labels such as "hybrid_filled λ10" hold
+    spaces); --train_only is left out because the rows it leads to are measured by the command without it."""
+    return shlex.join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *(a for a in sys.argv[1:] if a != "--train_only")])
 
 
 def student_budget(defaults: dict, train_samples: int | None, epochs: float | None) -> tuple[dict, str]:

@@ -27,7 +27,7 @@ from leanformer.teacher import FinetuneConfig, TaskConfig, finetune, teacher_met
 from leanformer.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import record_rows  # noqa: E402
+from common import command_line, record_rows  # noqa: E402
 from teacher import teacher_settings  # noqa: E402
 
 HERE = Path(__file__).parent
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--pruned", default="hybrid_filled λ10", help="row label of the pruned student in benchmarks/pruning.md")
     parser.add_argument("--kronecker", default="kron8x+stage1+intermediate", help="row label of the student in benchmarks/kronecker.md")
     args = parser.parse_args()
-    command = "python benchmarks/composed.py " + " ".join(f'"{a}"' if " " in a else a for a in sys.argv[1:])
+    command = command_line()
     # the default students keep their historical row labels; others are named after their benchmark row
     if args.pruned == "hybrid_filled λ10":
         pruned, prune_int8 = "pruning (hybrid filled λ10)", "prune_then_int8"

@@ -26,7 +26,7 @@ from leanformer.teacher import FinetuneConfig, TaskConfig, finetune
 from leanformer.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import measure_students, record_rows, student_budget  # noqa: E402
+from common import command_line, measure_students, record_rows, student_budget  # noqa: E402
 from teacher import teacher_settings  # noqa: E402  (same teachers as benchmarks/teacher.md)
 
 HERE = Path(__file__).parent
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--train_only", action="store_true", help="train the students and stop (measure later, on a quiet machine)")
     args = parser.parse_args()
-    command = "python benchmarks/pruning.py " + " ".join(a for a in sys.argv[1:] if a != "--train_only")
+    command = command_line()
 
     for name in args.tasks:
         teacher_path = _teacher(name)

@@ -38,7 +38,7 @@ from leanformer.training import TrainConfig
 from leanformer.translation_teacher import ScratchTranslationConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import record_rows  # noqa: E402
+from common import command_line, record_rows  # noqa: E402
 from teacher import teacher_settings  # noqa: E402  (same teachers as benchmarks/teacher.md)
 
 HERE = Path(__file__).parent
@@ -192,7 +192,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--train_only", action="store_true", help="train the students and stop (measure later, on a quiet machine)")
     args = parser.parse_args()
-    command = "python benchmarks/quantization.py " + " ".join(a for a in sys.argv[1:] if a != "--train_only")
+    command = command_line()
     for part in args.parts:  # parts run separately add up in the results file
         measured = classification(args, command) if part == "classification" else translation(args, command)
         if not args.train_only:
