@@ -169,7 +169,7 @@ def translation(args, command: str) -> list[BenchmarkRow]:
     t_bleu, t_size, t_lat = bleu["pytorch fp32"], size["pytorch fp32"], lat["pytorch fp32"]
     rows = [
         _row("teacher (PyTorch fp32)", "teacher", "bible_en_fr", "bleu", t_bleu, t_bleu, params, params, t_size, t_size, t_lat, t_lat,
-             command, bleu_beam4=beam["pytorch fp32"], runtime="pytorch fp32"),
+             command, secondary_metrics={"beam 4": beam["pytorch fp32"]}, runtime="pytorch fp32"),
         _row("teacher, ONNX fp32 (greedy loop with cache)", "onnxruntime fp32", "bible_en_fr", "bleu", bleu["onnx fp32"], t_bleu,
              params, params, size["onnx fp32"], t_size, lat["onnx fp32"], t_lat, command, runtime="onnx fp32"),
         _row("8-bit QAT, ONNX int8 (greedy loop with cache)", "quantization (QAT)", "bible_en_fr", "bleu", bleu["onnx int8"], t_bleu,
@@ -179,7 +179,8 @@ def translation(args, command: str) -> list[BenchmarkRow]:
         metrics = json.loads((path / "leanformer_metrics.json").read_text())["metrics"]["test"]
         bits, kind = int(key[3:]), key[:3].upper()
         rows.append(_row(f"{bits}-bit {kind} (PyTorch fake-quant)", f"quantization ({kind})", "bible_en_fr", "bleu", metrics["bleu"], t_bleu,
-                         params, params, None, t_size, (None, None), t_lat, command, bleu_beam4=beam[key], bits=bits, runtime="pytorch fake-quant"))
+                         params, params, None, t_size, (None, None), t_lat, command, secondary_metrics={"beam 4": beam[key]}, bits=bits,
+                         runtime="pytorch fake-quant"))
     return rows
 
 

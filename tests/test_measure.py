@@ -341,6 +341,12 @@ def test_markdown_table_derives_ratios_from_the_rows():
     assert "3.10×" in student_line  # FLOPs 21.7G / 7.0G
 
 
+def test_secondary_metrics_follow_the_primary_one():
+    row = BenchmarkRow(model="m", method="quantization", task="bible_en_fr", metric_name="bleu", metric=28.08,
+                       extra={"secondary_metrics": {"beam 4": 30.3}})
+    assert "| bleu 28.08 (beam 4: 30.30) |" in markdown_table([row])
+
+
 def test_missing_numbers_show_as_dashes():
     table = markdown_table([BenchmarkRow(model="m", method="kronecker", task="t")])
     assert "—" in table.splitlines()[-1] and "×" not in table

@@ -167,6 +167,10 @@ def markdown_table(rows: Iterable[BenchmarkRow], *, title: str | None = None) ->
         metric = _fmt_metric(row.metric)
         if row.metric_name and row.metric is not None:
             metric = f"{row.metric_name} {metric}"
+        # other evaluations of the same model, e.g. {"beam 4": 30.3} next to greedy BLEU
+        secondary = row.extra.get("secondary_metrics") or {}
+        if secondary:
+            metric += " (" + ", ".join(f"{k}: {_fmt_metric(v)}" for k, v in secondary.items()) + ")"
         cells = (
             row.model, row.method, row.task, metric, _fmt_delta(row.metric, row.teacher_metric),
             _fmt_count(row.params), _ratio(row.teacher_params, row.params),
