@@ -75,3 +75,23 @@ def test_vitaminc_wiki_corpus_holds_only_train_evidence():
     held_out = set(task.splits["validation"]["sentence1"]) | set(task.splits["test"]["sentence1"])
     assert len(texts) == len(corpus) > 10000
     assert not texts & held_out
+
+
+def test_general_english_corpus_is_larger_and_holds_no_evaluation_text():
+    from leanformer.data import load_task
+
+    try:
+        corpus = load_corpus("general_en")
+    except Exception as err:  # the BIG-bench archive is fetched by `make assets`
+        pytest.skip(f"corpus source missing: {err}")
+    texts = set(corpus["text"])
+    assert len(texts) == len(corpus) > 3 * len(load_corpus("vitaminc_wiki"))
+    vitaminc, bible, squad = (load_task(name).splits for name in ("vitaminc", "bible_en_fr", "squad_v1"))
+    held_out = set()
+    for split in ("validation", "test"):
+        held_out |= set(vitaminc[split]["sentence1"]) | set(vitaminc[split]["sentence2"]) | set(bible[split]["source"])
+        held_out |= set(squad[split]["context"])
+    assert not texts & held_out
+    # squad paragraphs enter sentence by sentence, so the first sentence of every test paragraph must be absent too
+    first_sentences = {p.split(". ")[0].strip() for p in squad["test"]["context"]}
+    assert not texts & first_sentences
