@@ -1,7 +1,7 @@
 """KroneckerBERT on MiniLM-L6: teacher vs Kronecker students, with and without stage 1 and intermediate losses.
 
     .venv/bin/python benchmarks/kronecker.py [--tasks glue/sst2 glue/mrpc glue/cola] [--compressions 8 20]
-        [--corpus_samples 0 --stage1_epochs 3] [--train_samples 32000 --epochs 2]   # longer budgets: rows tagged
+        [--corpus general_en --corpus_samples 0 --stage1_epochs 3] [--train_samples 32000 --epochs 2]   # longer budgets: rows tagged
 
 Runs in order of importance (the full method first, then the ablations), saves every student
 under runs/bench/kronecker/ and every row to benchmarks/results/kronecker.json as soon as it is
@@ -48,10 +48,11 @@ def _teacher(name: str) -> Path:
 
 def _general(compression: float, args) -> Path:
     # the corpus budget is part of the name: a longer stage 1 never silently reuses a shorter one
-    out = RUNS / f"general-c{compression:g}-n{args.corpus_samples or 'all'}-e{args.stage1_epochs:g}"
+    corpus = "" if args.corpus == "vitaminc_wiki" else f"-{Path(args.corpus).name}"
+    out = RUNS / f"general-c{compression:g}{corpus}-n{args.corpus_samples or 'all'}-e{args.stage1_epochs:g}"
     if not (out / "config.json").is_file():
         train = TrainConfig(epochs=args.stage1_epochs, batch_size=32, max_length=64, learning_rate=args.lr, report_to="none", logging_steps=50)
-        general = GeneralDistillationConfig(pretrained="minilm", corpus="vitaminc_wiki", corpus_samples=args.corpus_samples)
+        general = GeneralDistillationConfig(pretrained="minilm", corpus=args.corpus, corpus_samples=args.corpus_samples)
         general_distillation(general, KroneckerConfig(target_compression=compression), train, out)
     return out
 
@@ -62,7 +63,8 @@ def main() -> None:
     parser.add_argument("--compressions", nargs="+", type=float, default=[8.0, 20.0])
     parser.add_argument("--variants", type=int, default=len(VARIANTS), help="run the first N variants")
     parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--corpus_samples", type=int, default=8000, help="stage-1 sentences (0: all 21,007 of vitaminc_wiki)")
+    parser.add_argument("--corpus", default="vitaminc_wiki", help="stage-1 text: vitaminc_wiki, general_en or a text file")
+    parser.add_argument("--corpus_samples", type=int, default=8000, help="stage-1 passages (0: all)")
     parser.add_argument("--stage1_epochs", type=float, default=1.0)
     parser.add_argument("--train_samples", type=int, default=None, help="override the task's student training examples (rows get a budget tag)")
     parser.add_argument("--epochs", type=float, default=None, help="override the task's student epochs (rows get a budget tag)")
@@ -76,7 +78,9 @@ def main() -> None:
         teacher_path = _teacher(name)
         settings, stage2_budget = student_budget(STUDENT_TRAIN[name], args.train_samples, args.epochs)
         # a non-default budget is its own row: "kron8x+stage1+intermediate [stage1 all×3, 32000×2]"
-        stage1_budget = f"stage1 {args.corpus_samples or 'all'}×{args.stage1_epochs:g}" if (args.corpus_samples, args.stage1_epochs) != (8000, 1.0) else ""
+        default_stage1 = (args.corpus, args.corpus_samples, args.stage1_epochs) == ("vitaminc_wiki", 8000, 1.0)
+        corpus = "" if args.corpus == "vitaminc_wiki" else f"{Path(args.corpus).name} "
+        stage1_budget = "" if default_stage1 else f"stage1 {corpus}{args.corpus_samples or 'all'}×{args.stage1_epochs:g}"
         task_cfg = TaskConfig(task=name, max_train_samples=settings.pop("max_train_samples", None))
         task = task_cfg.load(seed=0)
         train = TrainConfig(max_length=128, batch_size=32, learning_rate=args.lr, report_to="none", logging_steps=50, **settings)
