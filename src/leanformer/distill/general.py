@@ -26,7 +26,7 @@ from .trainer import run_distillation
 @dataclass
 class GeneralDistillationConfig(ConfigBase):
     pretrained: str = field(default="minilm", metadata={"help": "The pre-trained encoder the teacher was fine-tuned from (packaged name or directory)."})
-    corpus: str = field(default="vitaminc_wiki", metadata={"help": "Unlabelled text: 'vitaminc_wiki' or a text file with one passage per line."})
+    corpus: str = field(default="vitaminc_wiki", metadata={"help": "Unlabelled text: 'vitaminc_wiki', 'general_en' (built-in) or a text file with one passage per line."})
     corpus_samples: int | None = field(default=None, metadata={"help": "Use at most this many passages (seeded)."})
 
 
