@@ -340,6 +340,14 @@ def test_translation_teacher_from_scratch_and_its_quantized_student(tmp_path, mo
     assert type(loaded).__name__ == "MarianMTModel" and activation_quantizers(loaded)
     assert "bleu" in teacher_metrics(student)["metrics"]["test"]
 
+    # the benchmark scores the deployed form: the ONNX greedy loop gives the PyTorch model's BLEU exactly
+    from leanformer.evaluation import evaluate_model
+    from leanformer.onnx_generation import OnnxSeq2Seq, export_seq2seq_onnx
+
+    onnx_model = OnnxSeq2Seq(export_seq2seq_onnx(model, tmp_path / "onnx"))
+    assert evaluate_model(onnx_model, tokenizer, task, "test", max_length=12, progress=False) == evaluate_model(
+        model, tokenizer, task, "test", max_length=12, progress=False)
+
     with pytest.raises(ConfigError, match="translation models only"):
         finetune(FinetuneConfig(model="scratch"), TaskConfig(task=str(tmp_path / "pairs.jsonl"), kind="classification", text_columns=["source"], label_column="target"), train)
 

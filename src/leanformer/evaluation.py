@@ -38,13 +38,17 @@ def evaluate_model(
     max_examples: int | None = None,
     progress: bool = True,
 ) -> dict[str, float]:
-    """Metrics of `model` on `task.splits[split]` (see `leanformer.metrics` for names and scales)."""
+    """Metrics of `model` (a PyTorch model, or `OnnxSeq2Seq` for translation) on `task.splits[split]`
+    (see `leanformer.metrics` for names and scales)."""
     spec = task.spec
     examples = task.splits[split]
     if max_examples is not None:
         examples = examples.select(range(min(max_examples, len(examples))))
-    model.eval()
-    device = next(model.parameters()).device
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+        device = next(model.parameters()).device
+    else:  # a runtime with the same call surface, e.g. OnnxSeq2Seq (onnxruntime, CPU)
+        device = torch.device("cpu")
     desc = f"evaluate {spec.name}/{split}"
 
     if spec.kind in ("classification", "regression"):
