@@ -67,6 +67,12 @@ def _row(label, method, task, metric_name, metric, teacher_metric, params, teach
     )
 
 
+def _saved(path: Path, evaluate) -> dict:
+    if not path.is_file():
+        path.write_text(json.dumps(evaluate()))
+    return json.loads(path.read_text())
+
+
 def classification(args, command: str) -> list[BenchmarkRow]:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -140,14 +146,6 @@ def translation(args, command: str) -> list[BenchmarkRow]:
     fp32_dir = export_seq2seq_onnx(teacher, onnx_dir / "fp32")
     int8_dir = export_int8_seq2seq(leanformer.load(students["qat8"]), onnx_dir / "qat8")
     runners = {"pytorch fp32": teacher, "onnx fp32": OnnxSeq2Seq(fp32_dir, threads=2, spinning=False), "onnx int8": OnnxSeq2Seq(int8_dir, threads=2, spinning=False)}
-    bleu = {"pytorch fp32": record["metrics"]["test"]["bleu"]}
-    for label in ("onnx fp32", "onnx int8"):
-        bleu[label] = evaluate_model(runners[label], tokenizer, task, "test", batch_size=128, max_length=128, progress=False)["bleu"]
-    beam = {"pytorch fp32": record["metrics"]["test_beam4"]["bleu"]}
-    for key, path in students.items():
-        model = leanformer.load(path)
-        beam[key] = evaluate_model(model, tokenizer, task, "test", batch_size=128, max_length=128, num_beams=4, progress=False)["bleu"]
-
     # generation latency: a fixed input, exactly 32 new tokens for every backend
     sources = task.splits["test"]["source"][:32]
     latency = {}
@@ -161,6 +159,17 @@ def translation(args, command: str) -> list[BenchmarkRow]:
 
         with torch.inference_mode():
             latency[b] = compare_latency({k: (lambda r=r: fn(r)) for k, r in runners.items()}, repeats=args.repeats, threads=2, progress=False)
+        print(f"generation latency, batch {b}, 32 tokens:", {k: round(v.median_ms, 1) for k, v in latency[b].items()}, flush=True)
+    # BLEU evaluations take minutes each (beam 4 of a fake-quant model: ~10): each is saved once measured,
+    # so an interrupted run picks up where it stopped
+    bleu = {"pytorch fp32": record["metrics"]["test"]["bleu"]}
+    for label in ("onnx fp32", "onnx int8"):  # next to (not inside) the export directories, which a re-export replaces
+        bleu[label] = _saved(onnx_dir / f"{label.replace(' ', '_')}_test_bleu.json", lambda r=runners[label]: evaluate_model(
+            r, tokenizer, task, "test", batch_size=128, max_length=128, progress=False))["bleu"]
+    beam = {"pytorch fp32": record["metrics"]["test_beam4"]["bleu"]}
+    for key, path in students.items():
+        beam[key] = _saved(path / "test_beam4.json", lambda path=path: evaluate_model(
+            leanformer.load(path), tokenizer, task, "test", batch_size=128, max_length=128, num_beams=4, progress=False))["bleu"]
     lat = {k: (latency[1][k].median_ms, latency[32][k].median_ms) for k in runners}
     size = {"pytorch fp32": (teacher_path / "model.safetensors").stat().st_size,
             "onnx fp32": sum(f.stat().st_size for f in fp32_dir.glob("*.onnx")),
