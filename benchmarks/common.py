@@ -18,6 +18,12 @@ def command_line() -> str:
     return shlex.join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *(a for a in sys.argv[1:] if a != "--train_only")])
 
 
+def run_dir(runs: Path, task: str, label: str) -> Path:
+    """Where a benchmark saves the student of a row: "glue/sst2", "hybrid_filled λ10 [16000×3]" ->
+    runs/glue_sst2-hybrid_filled-λ10-[16000×3] (spaces become dashes, commas go)."""
+    return runs / f"{task.replace('/', '_')}-{label.replace(' ', '-').replace(',', '')}"
+
+
 def student_budget(defaults: dict, train_samples: int | None, epochs: float | None) -> tuple[dict, str]:
     """A task's student budget with the command line's overrides, and the tag ("24000×1") that makes a
     non-default budget its own row and run directory ("" for the default budget)."""

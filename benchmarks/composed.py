@@ -27,16 +27,11 @@ from leanformer.teacher import FinetuneConfig, TaskConfig, finetune, teacher_met
 from leanformer.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import command_line, record_rows  # noqa: E402
+from common import command_line, record_rows, run_dir  # noqa: E402
 from teacher import teacher_settings  # noqa: E402
 
 HERE = Path(__file__).parent
 RUNS = Path("runs/bench/composed")
-
-
-def _student_dir(benchmark: str, label: str) -> Path:
-    """Where benchmarks/pruning.py and benchmarks/kronecker.py save the SST-2 student of a row label."""
-    return Path(f"runs/bench/{benchmark}/glue_sst2-{label.replace(' ', '-').replace(',', '')}")
 
 
 def main() -> None:
@@ -55,7 +50,8 @@ def main() -> None:
         kron, kron_int8 = "kronecker 8×", "kronecker_then_int8"
     else:
         kron, kron_int8 = f"kronecker ({args.kronecker})", f"kronecker_then_int8 ({args.kronecker})"
-    SINGLE = {pruned: _student_dir("pruning", args.pruned), kron: _student_dir("kronecker", args.kronecker),
+    SINGLE = {pruned: run_dir(Path("runs/bench/pruning"), "glue/sst2", args.pruned),
+              kron: run_dir(Path("runs/bench/kronecker"), "glue/sst2", args.kronecker),
               "int8 QAT": Path("runs/bench/quantization/sst2-qat8")}
     COMPOSED = {prune_int8: pruned, kron_int8: kron}
     missing = [str(p) for p in SINGLE.values() if not (p / "leanformer_metrics.json").is_file()]
@@ -66,7 +62,7 @@ def main() -> None:
     train = TrainConfig(epochs=1.0, learning_rate=2e-5, max_length=128, batch_size=32, report_to="none", logging_steps=50)
     students = dict(SINGLE)
     for name, base in COMPOSED.items():
-        out = RUNS / ("sst2-" + "".join(c if c.isalnum() or c in "_+×λ" else "-" for c in name).strip("-"))
+        out = run_dir(RUNS, "sst2", name)
         if not (out / "leanformer_metrics.json").is_file():
             print(f"== {name}", flush=True)
             distil_student(teacher_path, QuantizationConfig(), task, train, DistillationConfig(), out, overwrite=True, resume=True, init_student=SINGLE[base])

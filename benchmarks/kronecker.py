@@ -26,7 +26,7 @@ from leanformer.teacher import FinetuneConfig, TaskConfig, finetune
 from leanformer.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import command_line, measure_students, record_rows, student_budget  # noqa: E402
+from common import command_line, measure_students, record_rows, run_dir, student_budget  # noqa: E402
 from teacher import teacher_settings  # noqa: E402  (same teachers as benchmarks/teacher.md)
 
 HERE = Path(__file__).parent
@@ -90,7 +90,7 @@ def main() -> None:
                 label = f"kron{compression:g}x{'+stage1' if stage1 else ''}{'+intermediate' if intermediate else '-logits-only'}"
                 budget = [b for b in (stage1_budget if stage1 else "", stage2_budget) if b]
                 label += f" [{', '.join(budget)}]" if budget else ""
-                out = RUNS / f"{name.replace('/', '_')}-{label.replace(' ', '-').replace(',', '')}"
+                out = run_dir(RUNS, name, label)
                 if not (out / "leanformer_metrics.json").is_file():
                     print(f"== {name}: {label}", flush=True)
                     losses = kronecker_distillation() if intermediate else DistillationConfig(temperature=1.0, logit_weight=1.0, task_weight=1.0)

@@ -26,7 +26,7 @@ from leanformer.teacher import FinetuneConfig, TaskConfig, finetune
 from leanformer.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import command_line, measure_students, record_rows, student_budget  # noqa: E402
+from common import command_line, measure_students, record_rows, run_dir, student_budget  # noqa: E402
 from teacher import teacher_settings  # noqa: E402  (same teachers as benchmarks/teacher.md)
 
 HERE = Path(__file__).parent
@@ -77,7 +77,7 @@ def main() -> None:
         students = []
         for variant in args.variants:
             label = variant + tag
-            out = RUNS / f"{name.replace('/', '_')}-{label.replace(' ', '-')}"
+            out = run_dir(RUNS, name, label)
             if not (out / "leanformer_metrics.json").is_file():
                 print(f"== {name}: {label}", flush=True)
                 distil_student(teacher_path, VARIANTS[variant], task, train, DistillationConfig(), out, overwrite=True, resume=True)
