@@ -18,6 +18,7 @@ Students are kept under runs/bench/quantization/; finished students are reused: 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -163,8 +164,11 @@ def translation(args, command: str) -> list[BenchmarkRow]:
     # BLEU evaluations take minutes each (beam 4 of a fake-quant model: ~10): each is saved once measured,
     # so an interrupted run picks up where it stopped
     bleu = {"pytorch fp32": record["metrics"]["test"]["bleu"]}
-    for label in ("onnx fp32", "onnx int8"):  # next to (not inside) the export directories, which a re-export replaces
-        bleu[label] = _saved(onnx_dir / f"{label.replace(' ', '_')}_test_bleu.json", lambda r=runners[label]: evaluate_model(
+    for label, graphs in (("onnx fp32", fp32_dir), ("onnx int8", int8_dir)):
+        # next to (not inside) the export directories, which a re-export replaces; named by the
+        # graphs' digest, so a changed export is evaluated again
+        digest = hashlib.sha256(b"".join(f.read_bytes() for f in sorted(graphs.glob("*.onnx")))).hexdigest()[:12]
+        bleu[label] = _saved(onnx_dir / f"{label.replace(' ', '_')}_test_bleu-{digest}.json", lambda r=runners[label]: evaluate_model(
             r, tokenizer, task, "test", batch_size=128, max_length=128, progress=False))["bleu"]
     beam = {"pytorch fp32": record["metrics"]["test_beam4"]["bleu"]}
     for key, path in students.items():

@@ -257,6 +257,47 @@ def test_int8_graph_rewrites_are_exact_and_take_effect(tmp_path):
     assert not any(n.op_type == "Add" and any(producer.get(i) in integer for i in n.input) and any(i in {x.name for x in graph.initializer} for i in n.input) for n in graph.node)
 
 
+def test_int8_decoder_lm_head_runs_on_integer_kernels_and_stays_exact(tmp_path):
+    """The tied LM head: one int8 copy of the table, no per-step dequantization, same logits."""
+    import onnx
+    import onnxruntime as ort
+
+    from leanformer.methods.quantization import export_int8_seq2seq, fold_weight_quantization, frozen_for_export
+    from leanformer.onnx_generation import DECODER, export_seq2seq_onnx
+
+    student = leanformer.compress(tiny_model("marian"), QuantizationConfig())
+    calibrate(student, [tiny_inputs(student, seed=s) for s in range(3)])
+
+    def fold_only(path):
+        proto = onnx.load(str(path))
+        fold_weight_quantization(proto)
+        onnx.save(proto, str(path))
+
+    with frozen_for_export(student), torch.no_grad():
+        export_seq2seq_onnx(student, tmp_path / "reference", postprocess=fold_only)
+    plain = export_int8_seq2seq(student, tmp_path / "plain", optimize=False) / DECODER
+    fast = export_int8_seq2seq(student, tmp_path / "fast") / DECODER
+
+    config, rng = student.config, np.random.default_rng(0)
+    heads, head_dim = config.decoder_attention_heads, config.d_model // config.decoder_attention_heads
+    b, s, t = 3, 9, 4
+    session = lambda path: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])  # noqa: E731
+    names = [i.name for i in session(plain).get_inputs()]
+    values = [rng.integers(3, config.vocab_size, (b, 1)), rng.standard_normal((b, s, config.d_model)).astype(np.float32),
+              np.ones((b, s), np.int64)]
+    values += [rng.standard_normal((b, heads, t if n.startswith("past") else s, head_dim)).astype(np.float32) for n in names[3:]]
+    inputs = dict(zip(names, values))
+    want = session(tmp_path / "reference" / DECODER).run(None, inputs)[0]
+    assert np.abs(session(plain).run(None, inputs)[0] - want).max() <= 1e-6
+    assert np.abs(session(fast).run(None, inputs)[0] - want).max() <= 1e-5
+
+    graph = onnx.load(str(fast)).graph
+    ops = [n.op_type for n in graph.node]
+    assert "DequantizeLinear" not in ops and "Gemm" not in ops and "MatMul" not in ops
+    tables = [i.dims for i in graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 2 and config.vocab_size in i.dims]
+    assert tables == [[config.d_model, config.vocab_size]]  # stored once, transposed for the LM head
+
+
 def _tensor_bytes(path) -> int:
     import onnx
     from onnx import numpy_helper

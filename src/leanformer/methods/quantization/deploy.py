@@ -7,11 +7,14 @@ DequantizeLinear each), so the file is about 4× smaller. onnxruntime's graph op
 DequantizeLinear → MatMul → QuantizeLinear patterns into integer matmuls (QLinearMatMul,
 MatMulIntegerToFloat) on CPU.
 
-Two rewrites make that graph faster than onnxruntime's own dynamic quantization (measured in
-benchmarks/quantization.md), both exact: an embedding lookup gathers int8 rows and dequantizes
-only those (not the whole 30k-row table on every call), and the file is stored as onnxruntime
-optimizes it, with each linear's bias folded into its integer matmul. `optimize=False` keeps the
-plain QDQ graph, which other ONNX runtimes read too.
+Rewrites make that graph faster than onnxruntime's own dynamic quantization (measured in
+benchmarks/quantization.md), all exact: an embedding lookup gathers int8 rows and dequantizes
+only those (not the whole 30k-row table on every call); a table shared by the embedding and a
+tied LM head is stored once, transposed, so the head stays an integer matmul; and the file is
+stored as onnxruntime optimizes it, with each linear's bias folded into its integer matmul (a
+2-D head included, which onnxruntime would otherwise turn into a float Gemm on a table
+dequantized every decoding step). `optimize=False` keeps the plain QDQ graph, which other ONNX
+runtimes read too.
 """
 
 from __future__ import annotations
@@ -137,6 +140,79 @@ def gather_quantized_rows(model_proto: onnx.ModelProto) -> int:
     return rewritten
 
 
+def _rank(model_proto: onnx.ModelProto, name: str) -> int | None:
+    inferred = onnx.shape_inference.infer_shapes(model_proto).graph
+    for value in [*inferred.input, *inferred.value_info, *inferred.output]:
+        if value.name == name and value.type.tensor_type.HasField("shape"):
+            return len(value.type.tensor_type.shape.dim)
+    return None
+
+
+def store_tied_tables_transposed(model_proto: onnx.ModelProto) -> int:
+    """An int8 table that is both gathered (embedding) and multiplied transposed (tied LM head) →
+    stored once, transposed. Returns how many.
+
+    onnxruntime folds a weight's Transpose into its initializer, so DequantizeLinear → MatMul
+    becomes an integer matmul, but not when another node (the embedding Gather) reads the same
+    table: the LM head then dequantized its whole [vocab × d] table on every decoding step. Stored
+    transposed, the LM head is a plain DequantizeLinear(axis=1) → MatMul and the embedding gathers
+    columns (Gather axis=1, then a Transpose of the few looked-up vectors). Exact: same integers,
+    same scales, one copy of the table.
+    """
+    graph = model_proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    rewritten, drop, added = 0, set(), []
+    for transpose in [n for n in graph.node if n.op_type == "Transpose"]:
+        perm = next((list(a.ints) for a in transpose.attribute if a.name == "perm"), None)
+        dq = producer.get(transpose.input[0])
+        if perm != [1, 0] or dq is None or dq.op_type != "DequantizeLinear" or len(consumers[dq.output[0]]) != 1:
+            continue
+        table = inits.get(dq.input[0])
+        if table is None or len(table.dims) != 2 or next((a.i for a in dq.attribute if a.name == "axis"), 1) != 0:
+            continue
+        others = [n for n in consumers[table.name] if n is not dq]
+        gathers_rows = all(n.op_type == "Gather" and n.input[0] == table.name and next((a.i for a in n.attribute if a.name == "axis"), 0) == 0 for n in others)
+        ranks = [_rank(model_proto, n.input[1]) for n in others]
+        if not others or not gathers_rows or None in ranks:
+            continue
+        transposed = numpy_helper.from_array(np.ascontiguousarray(numpy_helper.to_array(table).T), f"{table.name}/transposed")
+        graph.initializer.remove(table)
+        graph.initializer.append(transposed)
+        dq.input[0] = transposed.name
+        for a in dq.attribute:
+            if a.name == "axis":
+                a.i = 1
+        for user in consumers.get(transpose.output[0], []):
+            user.input[:] = [dq.output[0] if i == transpose.output[0] else i for i in user.input]
+        drop.add(id(transpose))
+        for gather, rank in zip(others, ranks):
+            out = gather.output[0]
+            gather.input[0] = transposed.name
+            gather.output[0] = f"{out}/columns"
+            for a in gather.attribute:
+                if a.name == "axis":
+                    a.i = 1
+            if not any(a.name == "axis" for a in gather.attribute):
+                gather.attribute.append(onnx.helper.make_attribute("axis", 1))
+            added.append((gather, onnx.helper.make_node("Transpose", [gather.output[0]], [out], perm=[*range(1, rank + 1), 0])))
+        rewritten += 1
+    nodes = []
+    after = dict((id(g), t) for g, t in added)
+    for node in graph.node:
+        if id(node) not in drop:
+            nodes.append(node)
+        if id(node) in after:
+            nodes.append(after[id(node)])
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return rewritten
+
+
 def fuse_bias_into_integer_matmul(model_proto: onnx.ModelProto) -> int:
     """MatMulIntegerToFloat followed by Add(constant bias) → one MatMulIntegerToFloat with its bias input."""
     graph = model_proto.graph
@@ -167,6 +243,43 @@ def fuse_bias_into_integer_matmul(model_proto: onnx.ModelProto) -> int:
     return fused
 
 
+def integer_gemm_from_dequantized(model_proto: onnx.ModelProto) -> int:
+    """Gemm(DequantizeLinear(a), DequantizeLinear(int8 weight), bias) → MatMulIntegerToFloat with the bias.
+
+    onnxruntime fuses a 2-D MatMul and its bias Add into a Gemm before its QDQ fusions run, and
+    DQ → Gemm is not one of them, so a decoder's LM head (the last position only: 2-D) would
+    dequantize its whole weight on every step. Same arithmetic, (qa − za)·sa · (qb − zb)·sb + bias.
+    """
+    graph = model_proto.graph
+    inits = {i.name for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers[name] = consumers.get(name, 0) + 1
+    attrs = lambda n: {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}  # noqa: E731
+    rewritten, nodes = 0, []
+    for node in graph.node:
+        a, b = (producer.get(i) for i in node.input[:2]) if node.op_type == "Gemm" else (None, None)
+        plain = node.op_type == "Gemm" and attrs(node).get("alpha", 1.0) == 1.0 and attrs(node).get("beta", 1.0) == 1.0 \
+            and not attrs(node).get("transA", 0) and not attrs(node).get("transB", 0)
+        if not (plain and a is not None and b is not None and a.op_type == b.op_type == "DequantizeLinear" and b.input[0] in inits
+                and len(a.input) == len(b.input) == 3 and len(node.input) == 3 and node.input[2] in inits):
+            nodes.append(node)
+            continue
+        nodes.append(onnx.helper.make_node(
+            "MatMulIntegerToFloat", [a.input[0], b.input[0], a.input[1], b.input[1], a.input[2], b.input[2], node.input[2]],
+            list(node.output), domain="com.microsoft", name=f"{node.name or node.output[0]}/integer"))
+        rewritten += 1
+    used = {i for n in nodes for i in n.input} | {o.name for o in graph.output}
+    nodes = [n for n in nodes if n.op_type != "DequantizeLinear" or n.output[0] in used]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    if rewritten and not any(o.domain == "com.microsoft" for o in model_proto.opset_import):
+        model_proto.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    return rewritten
+
+
 def optimize_for_onnxruntime(path: Path) -> None:
     """Store the graph as onnxruntime's CPU optimizer rewrites it (integer matmul kernels), biases fused.
 
@@ -180,6 +293,7 @@ def optimize_for_onnxruntime(path: Path) -> None:
     options.optimized_model_filepath = str(optimized)
     ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     proto = onnx.load(str(optimized))
+    integer_gemm_from_dequantized(proto)
     fuse_bias_into_integer_matmul(proto)
     onnx.save(proto, str(path))
     optimized.unlink()
@@ -191,6 +305,7 @@ def _int8_postprocess(optimize: bool):
         if fold_weight_quantization(proto) == 0:
             raise LeanformerError("the exported graph has no quantized weights to store as int8")
         gather_quantized_rows(proto)
+        store_tied_tables_transposed(proto)
         onnx.save(proto, str(path))
         if optimize:
             optimize_for_onnxruntime(path)
