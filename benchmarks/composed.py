@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--pruned", default="hybrid_filled λ10", help="row label of the pruned student in benchmarks/pruning.md")
     parser.add_argument("--kronecker", default="kron8x+stage1+intermediate", help="row label of the student in benchmarks/kronecker.md")
+    parser.add_argument("--train_only", action="store_true", help="train the compositions and stop (measure later, on a quiet machine)")
     args = parser.parse_args()
     command = command_line()
     # the default students keep their historical row labels; others are named after their benchmark row
@@ -67,6 +68,8 @@ def main() -> None:
             print(f"== {name}", flush=True)
             distil_student(teacher_path, QuantizationConfig(), task, train, DistillationConfig(), out, overwrite=True, resume=True, init_student=SINGLE[base])
         students[name] = out
+    if args.train_only:
+        return
 
     def metric(path: Path) -> float:
         return json.loads((path / "leanformer_metrics.json").read_text())["metrics"]["test"]["accuracy"]
