@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/kronecker.py [--tasks glue/sst2 glue/mrpc glue/cola] [--compressions 8 20]
         [--corpus general_en --corpus_samples 0 --stage1_epochs 3] [--train_samples 32000 --epochs 2]   # longer budgets: rows tagged
+        [--objective capacity]   # shapes with the most attention + FFN parameters (KroneckerConfig.search_objective)
 
 Runs in order of importance (the full method first, then the ablations), saves every student
 under runs/bench/kronecker/ and every row to benchmarks/results/kronecker.json as soon as it is
@@ -46,14 +47,19 @@ def _teacher(name: str) -> Path:
     return finetune(FinetuneConfig(model="minilm"), *teacher_settings(name))
 
 
+def _config(compression: float, args) -> KroneckerConfig:
+    return KroneckerConfig(target_compression=compression, search_objective=args.objective)
+
+
 def _general(compression: float, args) -> Path:
     # the corpus budget is part of the name: a longer stage 1 never silently reuses a shorter one
     corpus = "" if args.corpus == "vitaminc_wiki" else f"-{Path(args.corpus).name}"
-    out = RUNS / f"general-c{compression:g}{corpus}-n{args.corpus_samples or 'all'}-e{args.stage1_epochs:g}"
+    objective = "" if args.objective == "flops" else f"-{args.objective}"
+    out = RUNS / f"general-c{compression:g}{objective}{corpus}-n{args.corpus_samples or 'all'}-e{args.stage1_epochs:g}"
     if not (out / "config.json").is_file():
         train = TrainConfig(epochs=args.stage1_epochs, batch_size=32, max_length=64, learning_rate=args.lr, report_to="none", logging_steps=50)
         general = GeneralDistillationConfig(pretrained="minilm", corpus=args.corpus, corpus_samples=args.corpus_samples)
-        general_distillation(general, KroneckerConfig(target_compression=compression), train, out)
+        general_distillation(general, _config(compression, args), train, out)
     return out
 
 
@@ -63,6 +69,7 @@ def main() -> None:
     parser.add_argument("--compressions", nargs="+", type=float, default=[8.0, 20.0])
     parser.add_argument("--variants", type=int, default=len(VARIANTS), help="run the first N variants")
     parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--objective", default="flops", choices=["flops", "capacity"], help="shape search objective (rows get a tag)")
     parser.add_argument("--corpus", default="vitaminc_wiki", help="stage-1 text: vitaminc_wiki, general_en or a text file")
     parser.add_argument("--corpus_samples", type=int, default=8000, help="stage-1 passages (0: all)")
     parser.add_argument("--stage1_epochs", type=float, default=1.0)
@@ -87,7 +94,8 @@ def main() -> None:
         students = []
         for compression in args.compressions:
             for stage1, intermediate in VARIANTS[: args.variants]:
-                label = f"kron{compression:g}x{'+stage1' if stage1 else ''}{'+intermediate' if intermediate else '-logits-only'}"
+                label = f"kron{compression:g}x{'' if args.objective == 'flops' else '-' + args.objective}"
+                label += f"{'+stage1' if stage1 else ''}{'+intermediate' if intermediate else '-logits-only'}"
                 budget = [b for b in (stage1_budget if stage1 else "", stage2_budget) if b]
                 label += f" [{', '.join(budget)}]" if budget else ""
                 out = run_dir(RUNS, name, label)
@@ -95,12 +103,12 @@ def main() -> None:
                     print(f"== {name}: {label}", flush=True)
                     losses = kronecker_distillation() if intermediate else DistillationConfig(temperature=1.0, logit_weight=1.0, task_weight=1.0)
                     distil_student(
-                        teacher_path, KroneckerConfig(target_compression=compression), task, train, losses, out,
+                        teacher_path, _config(compression, args), task, train, losses, out,
                         overwrite=True, resume=True, init_encoder=_general(compression, args) if stage1 else None,
                     )
                 metrics = json.loads((out / "leanformer_metrics.json").read_text())
                 students.append((Candidate(label, out, method="kronecker", metric=metrics["metrics"]["test"][task.spec.primary_metric]),
-                                 dict(compression=compression, stage1=stage1, intermediate=intermediate, train_seconds=metrics["train_seconds"],
+                                 dict(compression=compression, objective=args.objective, stage1=stage1, intermediate=intermediate, train_seconds=metrics["train_seconds"],
                                       metrics_test=metrics["metrics"]["test"], epochs=train.epochs)))
         if args.train_only:
             continue

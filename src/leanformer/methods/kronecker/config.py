@@ -34,6 +34,10 @@ class KroneckerConfig(ConfigBase):
         default=None,
         metadata={"help": "Search the factor shapes for this compression of encoder + embeddings, with the fewest FLOPs."},
     )
+    search_objective: Literal["flops", "capacity"] = field(
+        default="flops",
+        metadata={"help": "With target_compression: fewest FLOPs, or most attention + FFN parameters (embeddings compressed most)."},
+    )
     roles: list[str] = field(
         default_factory=lambda: list(ALL_ROLES),
         metadata={"help": "Which weights to decompose: query key value attention_output ffn_in ffn_out embeddings."},

@@ -22,7 +22,9 @@ def _dimensions(model: nn.Module) -> Dimensions:
     v = word.num_embeddings
     blocks = sum(len(layer.stack.attentions) for layer in iter_layers(model))
     dense_linear = blocks * 4 * h * h + layers * 2 * i * h
-    other = kinds["embeddings"] + kinds["attention"] + kinds["ffn"] - dense_linear - v * h
+    # everything in the embeddings and the layers (LayerNorms included) that stays dense
+    in_layers = sum(p.numel() for layer in iter_layers(model) for p in layer.module.parameters())
+    other = kinds["embeddings"] + in_layers - dense_linear - v * h
     return Dimensions(hidden=h, intermediate=i, vocab=v, layers=layers, attention_blocks=blocks, other_params=other)
 
 
@@ -30,7 +32,7 @@ def resolved_shapes(model: nn.Module, config: KroneckerConfig) -> tuple[list | N
     """The shapes `config` gives for this model (searched when `target_compression` is set)."""
     if config.target_compression is None:
         return config.attention_a, config.ffn_a, config.embedding_n
-    return search_shapes(_dimensions(model), config.target_compression, config.terms, tuple(config.roles))
+    return search_shapes(_dimensions(model), config.target_compression, config.terms, tuple(config.roles), config.search_objective)
 
 
 def _check_divides(name: str, shape: list[int], rows: int, cols: int, setting: str) -> None:
