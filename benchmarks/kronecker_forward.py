@@ -31,6 +31,26 @@ WEIGHTS = {"MiniLM attention 384×384": (384, 384), "MiniLM W1 1536×384": (1536
            "BERT attention 768×768": (768, 768), "BERT W1 3072×768": (3072, 768)}
 
 
+def _searched_shapes() -> dict[str, set[tuple[int, int]]]:
+    """The A shapes `target_compression` search picks (8× and 20×, both objectives) for MiniLM-L6 and
+    BERT-base: the shapes that actually run, which the even spread over compression ratios can miss."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from leanformer.methods.kronecker import KroneckerConfig, resolved_shapes
+
+    picked: dict[str, set[tuple[int, int]]] = {label: set() for label in WEIGHTS}
+    for model, (h, i, layers) in (("MiniLM", (384, 1536, 6)), ("BERT", (768, 3072, 12))):
+        dense = BertForSequenceClassification(BertConfig(hidden_size=h, intermediate_size=i, num_hidden_layers=layers))
+        for target in (8.0, 20.0):
+            for objective in ("flops", "capacity"):
+                att, ffn, _ = resolved_shapes(dense, KroneckerConfig(target_compression=target, search_objective=objective))
+                picked[f"{model} attention {h}×{h}"].add(tuple(att))
+                picked[f"{model} W1 {i}×{h}"].add(tuple(ffn))
+                if f"{model} W2 {h}×{i}" in picked:
+                    picked[f"{model} W2 {h}×{i}"].add(tuple(reversed(ffn)))
+    return picked
+
+
 def _time(fn, repeats: int) -> float:
     samples = []
     for _ in range(repeats):
@@ -48,13 +68,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
+    searched = _searched_shapes()
     for label, (out_f, in_f) in WEIGHTS.items():
         shapes = [(m1, n1) for m1 in divisors(out_f) for n1 in divisors(in_f) if 1 < m1 * n1 < out_f * in_f]
         # spread the sample over compression ratios, both ends included: sort by parameter count,
         # take evenly spaced ones (the low-compression end is where the dense path should win)
         shapes.sort(key=lambda s: s[0] * s[1] + (out_f // s[0]) * (in_f // s[1]))
         picks = sorted({round(k * (len(shapes) - 1) / (args.max_shapes - 1)) for k in range(args.max_shapes)})
-        for a_shape in [shapes[k] for k in picks]:
+        for a_shape in sorted({shapes[k] for k in picks} | searched[label], key=shapes.index):
             factored = KroneckerLinear(in_f, out_f, a_shape, forward_mode="factored")
             dense = KroneckerLinear(in_f, out_f, a_shape, forward_mode="dense")
             dense.load_state_dict(factored.state_dict())
