@@ -251,20 +251,17 @@ def integer_gemm_from_dequantized(model_proto: onnx.ModelProto) -> int:
     dequantize its whole weight on every step. Same arithmetic, (qa − za)·sa · (qb − zb)·sb + bias.
     """
     graph = model_proto.graph
-    inits = {i.name for i in graph.initializer}
+    inits = {i.name: i for i in graph.initializer}
     producer = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers[name] = consumers.get(name, 0) + 1
     attrs = lambda n: {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}  # noqa: E731
+    per_tensor = lambda name: name in inits and int(np.prod(inits[name].dims)) == 1  # noqa: E731  (the op's a_scale is one number)
     rewritten, nodes = 0, []
     for node in graph.node:
         a, b = (producer.get(i) for i in node.input[:2]) if node.op_type == "Gemm" else (None, None)
         plain = node.op_type == "Gemm" and attrs(node).get("alpha", 1.0) == 1.0 and attrs(node).get("beta", 1.0) == 1.0 \
             and not attrs(node).get("transA", 0) and not attrs(node).get("transB", 0)
         if not (plain and a is not None and b is not None and a.op_type == b.op_type == "DequantizeLinear" and b.input[0] in inits
-                and len(a.input) == len(b.input) == 3 and len(node.input) == 3 and node.input[2] in inits):
+                and len(a.input) == len(b.input) == 3 and per_tensor(a.input[1]) and len(node.input) == 3 and node.input[2] in inits):
             nodes.append(node)
             continue
         nodes.append(onnx.helper.make_node(
