@@ -10,7 +10,8 @@ of PyTorch fp32, ONNX fp32, ONNX dynamic int8 and our int8, interleaved in one r
 Translation (bible_en_fr, a Marian model trained from scratch: `leanformer finetune --model
 scratch`, settings below): greedy BLEU of the fp32 teacher and of QAT and PTQ students at 8, 6
 and 4 bits; beam-4 BLEU of the teacher and of the `--beam_students` (8-bit QAT by default); greedy
-BLEU of the int8 ONNX model (encoder + cached decoder in onnxruntime); size; generation latency (32 new tokens, b1/b32) of PyTorch fp32, ONNX fp32 and ONNX int8.
+BLEU of the int8 ONNX model (encoder + cached decoder in onnxruntime); size; generation latency
+(32 new tokens, b1/b32) of PyTorch fp32, ONNX fp32 and ONNX int8.
 
 Students are kept under runs/bench/quantization/; finished students are reused: re-run freely.
 """

@@ -55,6 +55,16 @@ def frozen_for_export(model: nn.Module):
             q.frozen = None
 
 
+def _attr(node: onnx.NodeProto, name: str, default=None):
+    return next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
+
+
+def _set_attr(node: onnx.NodeProto, name: str, value) -> None:
+    kept = [a for a in node.attribute if a.name != name]
+    del node.attribute[:]
+    node.attribute.extend([*kept, onnx.helper.make_attribute(name, value)])
+
+
 def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
     """Values of the graph's initializers and Constant nodes, by name."""
     values = {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node if n.op_type == "Constant" and n.attribute[0].name == "value"}
@@ -73,7 +83,7 @@ def fold_weight_quantization(model_proto: onnx.ModelProto) -> int:
         if node.op_type == "QuantizeLinear" and node.input[0] in inits:
             x, scale, zero_point = (value(n) for n in node.input[:3])
             if scale is not None and zero_point is not None:
-                axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+                axis = _attr(node, "axis", 1)
                 if scale.ndim == 1:  # per-axis: broadcast along `axis`
                     shape = [1] * x.ndim
                     shape[axis] = -1
@@ -105,7 +115,7 @@ def gather_quantized_rows(model_proto: onnx.ModelProto) -> int:
     rewritten, nodes = 0, []
     for node in graph.node:
         dq = producer.get(node.input[0]) if node.op_type == "Gather" else None
-        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        axis = _attr(node, "axis", 0)
         if dq is None or dq.op_type != "DequantizeLinear" or axis != 0 or not all(n in inits for n in dq.input[:3]):
             nodes.append(node)
             continue
@@ -140,12 +150,11 @@ def gather_quantized_rows(model_proto: onnx.ModelProto) -> int:
     return rewritten
 
 
-def _rank(model_proto: onnx.ModelProto, name: str) -> int | None:
+def _ranks(model_proto: onnx.ModelProto) -> dict[str, int]:
+    """Rank of every tensor whose shape onnx's shape inference knows."""
     inferred = onnx.shape_inference.infer_shapes(model_proto).graph
-    for value in [*inferred.input, *inferred.value_info, *inferred.output]:
-        if value.name == name and value.type.tensor_type.HasField("shape"):
-            return len(value.type.tensor_type.shape.dim)
-    return None
+    return {v.name: len(v.type.tensor_type.shape.dim) for v in [*inferred.input, *inferred.value_info, *inferred.output]
+            if v.type.tensor_type.HasField("shape")}
 
 
 def store_tied_tables_transposed(model_proto: onnx.ModelProto) -> int:
@@ -166,27 +175,26 @@ def store_tied_tables_transposed(model_proto: onnx.ModelProto) -> int:
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    rewritten, drop, added = 0, set(), []
+    rewritten, drop, added, known_ranks = 0, set(), [], None
     for transpose in [n for n in graph.node if n.op_type == "Transpose"]:
-        perm = next((list(a.ints) for a in transpose.attribute if a.name == "perm"), None)
         dq = producer.get(transpose.input[0])
-        if perm != [1, 0] or dq is None or dq.op_type != "DequantizeLinear" or len(consumers[dq.output[0]]) != 1:
+        if _attr(transpose, "perm") != [1, 0] or dq is None or dq.op_type != "DequantizeLinear" or len(consumers[dq.output[0]]) != 1:
             continue
         table = inits.get(dq.input[0])
-        if table is None or len(table.dims) != 2 or next((a.i for a in dq.attribute if a.name == "axis"), 1) != 0:
+        if table is None or len(table.dims) != 2 or _attr(dq, "axis", 1) != 0:
             continue
         others = [n for n in consumers[table.name] if n is not dq]
-        gathers_rows = all(n.op_type == "Gather" and n.input[0] == table.name and next((a.i for a in n.attribute if a.name == "axis"), 0) == 0 for n in others)
-        ranks = [_rank(model_proto, n.input[1]) for n in others]
-        if not others or not gathers_rows or None in ranks:
+        if not others or not all(n.op_type == "Gather" and n.input[0] == table.name and _attr(n, "axis", 0) == 0 for n in others):
+            continue
+        known_ranks = known_ranks if known_ranks is not None else _ranks(model_proto)
+        ranks = [known_ranks.get(n.input[1]) for n in others]
+        if None in ranks:
             continue
         transposed = numpy_helper.from_array(np.ascontiguousarray(numpy_helper.to_array(table).T), f"{table.name}/transposed")
         graph.initializer.remove(table)
         graph.initializer.append(transposed)
         dq.input[0] = transposed.name
-        for a in dq.attribute:
-            if a.name == "axis":
-                a.i = 1
+        _set_attr(dq, "axis", 1)
         for user in consumers.get(transpose.output[0], []):
             user.input[:] = [dq.output[0] if i == transpose.output[0] else i for i in user.input]
         drop.add(id(transpose))
@@ -194,11 +202,7 @@ def store_tied_tables_transposed(model_proto: onnx.ModelProto) -> int:
             out = gather.output[0]
             gather.input[0] = transposed.name
             gather.output[0] = f"{out}/columns"
-            for a in gather.attribute:
-                if a.name == "axis":
-                    a.i = 1
-            if not any(a.name == "axis" for a in gather.attribute):
-                gather.attribute.append(onnx.helper.make_attribute("axis", 1))
+            _set_attr(gather, "axis", 1)
             added.append((gather, onnx.helper.make_node("Transpose", [gather.output[0]], [out], perm=[*range(1, rank + 1), 0])))
         rewritten += 1
     nodes = []
@@ -253,13 +257,12 @@ def integer_gemm_from_dequantized(model_proto: onnx.ModelProto) -> int:
     graph = model_proto.graph
     inits = {i.name: i for i in graph.initializer}
     producer = {o: n for n in graph.node for o in n.output}
-    attrs = lambda n: {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}  # noqa: E731
     per_tensor = lambda name: name in inits and int(np.prod(inits[name].dims)) == 1  # noqa: E731  (the op's a_scale is one number)
     rewritten, nodes = 0, []
     for node in graph.node:
         a, b = (producer.get(i) for i in node.input[:2]) if node.op_type == "Gemm" else (None, None)
-        plain = node.op_type == "Gemm" and attrs(node).get("alpha", 1.0) == 1.0 and attrs(node).get("beta", 1.0) == 1.0 \
-            and not attrs(node).get("transA", 0) and not attrs(node).get("transB", 0)
+        plain = node.op_type == "Gemm" and _attr(node, "alpha", 1.0) == 1.0 and _attr(node, "beta", 1.0) == 1.0 \
+            and not _attr(node, "transA", 0) and not _attr(node, "transB", 0)
         if not (plain and a is not None and b is not None and a.op_type == b.op_type == "DequantizeLinear" and b.input[0] in inits
                 and len(a.input) == len(b.input) == 3 and per_tensor(a.input[1]) and len(node.input) == 3 and node.input[2] in inits):
             nodes.append(node)
