@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from leanformer.methods.kronecker.layers import KroneckerEmbedding, KroneckerLinear
+from leanformer.methods.kronecker import layers as kron_layers
+from leanformer.methods.kronecker.layers import PLANS, KroneckerEmbedding, KroneckerLinear
 from leanformer.methods.kronecker.nearest import nearest_kronecker_product, rearrange
 
 
@@ -69,12 +70,66 @@ def test_forward_equals_dense_linear_with_the_materialised_kron(shape, mode):
     torch.testing.assert_close(layer(x), F.linear(x, w, layer.bias), rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("a_shape", [(2, 2), (48, 48), (8, 4)])
-def test_both_contraction_layouts_agree_for_small_and_large_a(a_shape):
+@settings(max_examples=40, deadline=None)
+@given(kron_shapes(), st.sampled_from(PLANS), st.booleans())
+def test_every_plan_equals_dense_linear_with_the_materialised_kron(shape, plan, grad):
+    m, n, a_shape, terms, lead = shape
+    torch.manual_seed(m * 100 + n)
+    layer = KroneckerLinear(n, m, a_shape, terms=terms).double()
+    with torch.no_grad():
+        layer.bias.normal_()
+    x = torch.randn(*lead, n, dtype=torch.float64)
+    w = sum(torch.kron(layer.A[i], layer.B[i]) for i in range(terms))
+    with torch.set_grad_enabled(grad):
+        torch.testing.assert_close(layer.run_plan(x, plan), F.linear(x, w, layer.bias), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("plan", PLANS)
+def test_every_plan_gives_the_factors_the_gradient_of_the_materialised_kron(plan):
     torch.manual_seed(0)
-    layer = KroneckerLinear(96, 96, a_shape, forward_mode="factored").double()
-    x = torch.randn(3, 7, 96, dtype=torch.float64)
-    torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), rtol=1e-10, atol=1e-10)
+    layer = KroneckerLinear(12, 8, (2, 3), terms=2).double()
+    x, g = torch.randn(5, 12, dtype=torch.float64), torch.randn(5, 8, dtype=torch.float64)
+    (layer.run_plan(x, plan) * g).sum().backward()
+    got = layer.A.grad.clone(), layer.B.grad.clone()
+    layer.zero_grad()
+    w = sum(torch.kron(layer.A[i], layer.B[i]) for i in range(2))
+    (F.linear(x, w, layer.bias) * g).sum().backward()
+    torch.testing.assert_close(got, (layer.A.grad, layer.B.grad), rtol=1e-10, atol=1e-10)
+
+
+def test_auto_measures_once_per_shape_and_token_bucket_in_inference_only(monkeypatch):
+    monkeypatch.setattr(kron_layers, "_MEASURED_PLANS", {})
+    calls = []
+    real = KroneckerLinear._measure_plans
+    monkeypatch.setattr(KroneckerLinear, "_measure_plans", lambda self, x: calls.append(x.shape) or real(self, x))
+    layer = KroneckerLinear(24, 24, (2, 3)).eval()
+    other = KroneckerLinear(24, 24, (2, 3)).eval()  # same shape: shares the measurement
+    x = torch.randn(2, 5, 24)
+    with torch.no_grad():
+        first = layer(x)
+        assert layer.plan_for(x) in PLANS and len(calls) == 1
+        other(x), layer(torch.randn(3, 4, 24))  # 10 and 12 tokens: both in the 16-token bucket
+        assert len(calls) == 1
+        layer(torch.randn(4, 5, 24))  # 20 tokens: 32-token bucket
+        assert len(calls) == 2
+    torch.testing.assert_close(first, F.linear(x, layer.weight, layer.bias), rtol=1e-5, atol=1e-5)
+    # training, autograd and train mode use the FLOP rule and never measure
+    layer(x)
+    with torch.no_grad():
+        layer.train()(torch.randn(64, 24))
+    assert len(calls) == 2 and layer.plan_for(torch.randn(64, 24)) == layer.rule_plan()
+
+
+def test_inference_dense_weight_is_rebuilt_when_a_factor_changes():
+    torch.manual_seed(0)
+    layer = KroneckerLinear(12, 8, (2, 3)).eval()
+    x = torch.randn(4, 12)
+    with torch.no_grad():
+        before = layer.run_plan(x, "dense")
+        layer.A.mul_(2)  # in place, as an optimizer step or load_state_dict does
+        after = layer.run_plan(x, "dense")
+    torch.testing.assert_close(after, F.linear(x, torch.kron(layer.A[0], layer.B[0]), layer.bias))
+    torch.testing.assert_close(after - layer.bias, 2 * (before - layer.bias))
 
 
 def test_from_linear_keeps_an_exact_kronecker_weight_and_the_bias():

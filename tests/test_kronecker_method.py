@@ -129,6 +129,7 @@ def test_target_compression_search_is_balanced_full_rank_and_best_for_its_object
 
 def test_save_and_load_give_identical_logits(tmp_path):
     student = leanformer.compress(tiny_model("bert"), TINY)
+    assert not any(m.training for m in student.modules())  # the new layers keep the eval mode
     with torch.no_grad():
         for p in student.parameters():
             p.add_(torch.randn_like(p) * 0.01)  # trained factors differ from the SVD init

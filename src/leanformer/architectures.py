@@ -253,6 +253,15 @@ def iter_layers(model: nn.Module) -> Iterator[LayerRef]:
             yield LayerRef(stack, i, f"{prefix}{stack.layers}.{i}", layer)
 
 
+def replace_module(root: nn.Module, name: str, module: nn.Module) -> None:
+    """Put `module` at dotted `name` under `root`, in the train/eval mode of the module it replaces
+    (a fresh module is in train mode, which would leave an eval model half in training)."""
+    parent, _, child = name.rpartition(".")
+    owner = root.get_submodule(parent) if parent else root
+    module.train(getattr(owner, child).training)
+    setattr(owner, child, module)
+
+
 def linear_roles(model: nn.Module) -> dict[str, str]:
     """Full module name -> role ('query', 'key', 'value', 'attention_output', 'ffn_in', 'ffn_out')."""
     roles: dict[str, str] = {}

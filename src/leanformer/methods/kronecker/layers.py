@@ -1,22 +1,31 @@
 """`KroneckerLinear` and `KroneckerEmbedding`: weights stored and applied as Σᵢ Aᵢ ⊗ Bᵢ.
 
 Forward without forming A⊗B. Row-major, for one token x of length n = n1·n2: X = x as n1×n2,
-Y = A·X·Bᵀ (m1×m2), y = Y flattened. All tokens are processed together:
+Y = A·X·Bᵀ (m1×m2), y = Y flattened. All tokens are processed together, every contraction is
+one GEMM, and a plan is (which factor goes first, how the A contraction lays out the tokens):
 - the B contraction `X @ Bᵀ` folds every token into one GEMM (no copy);
-- the A contraction is a batch of tiny GEMMs when A is small (cheaper than moving the
-  activations), else one GEMM over all tokens after a transpose.
-Either contraction may go first; the order with fewer FLOPs is used.
+- the A contraction is one GEMM either over (token, column) rows against Aᵀ ("rows", a copy of
+  the activation first) or over all tokens at once with A on the left ("tokens", the activation
+  transposed A-major first).
+The same layer can be fastest with any of the four plans or with the materialised weight,
+depending on the shape, the token count and the CPU (benchmarks/kronecker_forward.md), so:
 
-`forward_mode`: "factored" always uses the factors, "dense" materialises W = Σ Aᵢ⊗Bᵢ (costs
-one dense weight per call) and calls `F.linear`, and "auto" (default) uses the factored path
-only when its FLOPs are at most `FACTORED_MAX_FLOP_RATIO` of the dense matmul's: a
-deterministic rule (the same path on every run), derived from measuring both paths per shape
-(benchmarks/kronecker_forward.md).
+`forward_mode`: "factored" always uses the factors (the order with fewer FLOPs, "rows"
+layout), "dense" materialises W = Σ Aᵢ⊗Bᵢ and calls `F.linear`, and "auto" (default) decides by
+measuring: the first inference call (eval mode, no autograd) for a (shape, token-count power of two,
+threads, dtype) times every plan and the dense matmul on that input and keeps the fastest for the
+rest of the process; the dense plan then keeps its materialised weight between calls (rebuilt when
+a factor changes), so it costs exactly an `nn.Linear`. Training, tracing (ONNX export) and FLOP
+counts use the FLOP rule instead: factored iff its FLOPs are at most `FACTORED_MAX_FLOP_RATIO` of
+the dense matmul's (deterministic, and autograd through the factors is what training needs).
+Every plan computes the same product; which one runs changes float rounding only.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
+import time
 
 import torch
 import torch.nn.functional as F
@@ -24,32 +33,47 @@ from torch import nn
 
 from .nearest import kron_sum, nearest_kronecker_product
 
-# Factored when its FLOPs are at most this fraction of the dense matmul's. Measured on 120
-# shape/token cases (benchmarks/kronecker_forward.md): the factored path wins at every FLOP ratio
-# up to 0.5, the largest a non-trivial factorisation has, except for a large A with a tiny B at
-# 4096 tokens (the transposes around the A contraction then cost more than they save).
+# Factored when its FLOPs are at most this fraction of the dense matmul's (training, export, FLOP
+# counts). A non-trivial factorisation has a FLOP ratio of at most about 0.5.
 FACTORED_MAX_FLOP_RATIO = 0.75
-# A contraction as batched tiny GEMMs when A has at most this many entries.
-SMALL_A = 64
 
 FORWARD_MODES = ("auto", "factored", "dense")
+PLANS = ("b_first/rows", "b_first/tokens", "a_first/rows", "a_first/tokens", "dense")
+
+# Measured plans, process-wide: (layer kind, shapes, terms, token bucket, threads, dtype, device) -> plan.
+_MEASURED_PLANS: dict[tuple, str] = {}
+_TUNING_REPEATS = 5
 
 
-def _contract_a(a: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """(T, n1, k) -> (T, m1, k): Y[t] = A · Z[t]."""
-    if a.numel() <= SMALL_A:
-        return torch.matmul(a, z)  # T tiny GEMMs: no copy of the activations
+def _contract_a(a: torch.Tensor, z: torch.Tensor, layout: str) -> torch.Tensor:
+    """(T, n1, k) -> (T, m1, k) view: Y[t] = A · Z[t], as one GEMM."""
     t, n1, k = z.shape
-    y = a @ z.transpose(0, 1).reshape(n1, t * k)  # one GEMM over all tokens
-    return y.reshape(a.shape[0], t, k).transpose(0, 1)
+    m1 = a.shape[0]
+    if layout == "rows":  # rows (t, k) of length n1 against Aᵀ
+        return (z.transpose(1, 2).reshape(t * k, n1) @ a.T).view(t, k, m1).transpose(1, 2)
+    return (a @ z.transpose(0, 1).reshape(n1, t * k)).view(m1, t, k).transpose(0, 1)  # A-major
+
+
+def order_flops(a_shape: tuple[int, int], b_shape: tuple[int, int]) -> dict[str, int]:
+    """FLOPs per token of each contraction order."""
+    (m1, n1), (m2, n2) = a_shape, b_shape
+    return {"b_first": 2 * (n1 * n2 * m2 + m1 * n1 * m2), "a_first": 2 * (m1 * n1 * n2 + m1 * n2 * m2)}
 
 
 def factored_flops(a_shape: tuple[int, int], b_shape: tuple[int, int]) -> tuple[int, str]:
     """FLOPs per token of the cheaper contraction order, and that order ('b_first' or 'a_first')."""
-    (m1, n1), (m2, n2) = a_shape, b_shape
-    b_first = 2 * (n1 * n2 * m2 + m1 * n1 * m2)
-    a_first = 2 * (m1 * n1 * n2 + m1 * n2 * m2)
-    return (b_first, "b_first") if b_first <= a_first else (a_first, "a_first")
+    flops = order_flops(a_shape, b_shape)
+    order = min(flops, key=lambda o: (flops[o], o != "b_first"))  # ties: b_first
+    return flops[order], order
+
+
+def _median_ms(fn, repeats: int) -> float:
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
 
 
 class KroneckerLinear(nn.Module):
@@ -103,10 +127,22 @@ class KroneckerLinear(nn.Module):
         return kron_sum(self.A, self.B)
 
     def uses_factored_path(self) -> bool:
+        """The FLOP rule's choice (training, export, FLOP counts); inference under "auto" measures."""
         if self.forward_mode != "auto":
             return self.forward_mode == "factored"
         flops, _ = factored_flops(self.a_shape, self.b_shape)
         return self.terms * flops <= FACTORED_MAX_FLOP_RATIO * 2 * self.in_features * self.out_features
+
+    def rule_plan(self) -> str:
+        return f"{factored_flops(self.a_shape, self.b_shape)[1]}/rows" if self.uses_factored_path() else "dense"
+
+    def candidate_plans(self) -> tuple[str, ...]:
+        """Plans worth measuring: the dense one and each factored order with no more FLOPs than the
+        dense matmul (A 1×768 ⊗ B 768×1 B-first is an outer product: 2× the dense FLOPs). Subclasses
+        that act between the contractions (quantization) keep the rule's order."""
+        flops = order_flops(self.a_shape, self.b_shape)
+        dense = 2 * self.in_features * self.out_features
+        return tuple(p for p in PLANS if p == "dense" or self.terms * flops[p.split("/")[0]] <= dense)
 
     # Hooks for composed methods (quantization replaces them); identity here.
     def _input(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,25 +158,72 @@ class KroneckerLinear(nn.Module):
     def _dense_weight(self) -> torch.Tensor:
         return self.weight
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _inference_dense_weight(self) -> torch.Tensor:
+        # Kept between inference calls; a factor's version changes with every in-place update.
+        key = (self.A._version, self.B._version, self.A.data_ptr(), self.B.data_ptr(), self.A.dtype)
+        cached = getattr(self, "_cached_dense", None)
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                self._cached_dense = cached = (key, self._dense_weight())
+        return cached[1]
+
+    def _measuring_allowed(self) -> bool:
+        return (
+            # eval mode too: measuring calls the layer ~20 times, which would move EMA ranges in train mode
+            self.forward_mode == "auto" and not self.training and not torch.is_grad_enabled()
+            and not torch.jit.is_tracing() and not torch.jit.is_scripting() and not torch.compiler.is_compiling()
+        )
+
+    def plan_for(self, x: torch.Tensor) -> str:
+        """The plan `forward` runs on `x` (measured once per shape and token bucket under "auto")."""
+        if not self._measuring_allowed():
+            return self.rule_plan()
+        tokens = max(1, x.numel() // self.in_features)
+        key = (type(self).__name__, self.a_shape, self.b_shape, self.terms, 1 << (tokens - 1).bit_length(),
+               torch.get_num_threads(), x.dtype, x.device.type)
+        if key not in _MEASURED_PLANS:
+            _MEASURED_PLANS[key] = self._measure_plans(x)
+            if _MEASURED_PLANS[key] != "dense":
+                self._cached_dense = None  # measuring built it; keep RAM at the factors' size
+        return _MEASURED_PLANS[key]
+
+    def _measure_plans(self, x: torch.Tensor) -> str:
+        plans = self.candidate_plans()
+        times: dict[str, list[float]] = {p: [] for p in plans}
+        for plan in plans:  # warm-up (allocator, kernel selection)
+            self.run_plan(x, plan)
+        for _ in range(_TUNING_REPEATS):  # interleaved, so drift hits every plan alike
+            for plan in plans:
+                times[plan].append(_median_ms(lambda: self.run_plan(x, plan), 1))
+        return min(plans, key=lambda p: statistics.median(times[p]))
+
+    def run_plan(self, x: torch.Tensor, plan: str) -> torch.Tensor:
+        """This layer's output computed with `plan` (one of PLANS)."""
         x = self._input(x)
-        if not self.uses_factored_path():
-            return F.linear(x, self._dense_weight(), self.bias)
+        if plan == "dense":
+            weight = self._dense_weight() if torch.is_grad_enabled() else self._inference_dense_weight()
+            return F.linear(x, weight, self.bias)
+        order, layout = plan.split("/")
         lead = x.shape[:-1]
-        n1, n2 = self.a_shape[1], self.b_shape[1]
+        (m1, n1), (m2, n2) = self.a_shape, self.b_shape
         tokens = x.reshape(-1, n1, n2)
-        _, order = factored_flops(self.a_shape, self.b_shape)
+        t = tokens.shape[0]
         factors_a, factors_b = self._factors()
         y = None
         for i in range(self.terms):
             a, b = factors_a[i], factors_b[i]
             if order == "b_first":
-                term = _contract_a(a, self._between(torch.matmul(tokens, b.T)))
+                z = self._between((tokens.reshape(t * n1, n2) @ b.T).view(t, n1, m2))
+                term = _contract_a(a, z, layout).reshape(t, m1 * m2)
             else:
-                term = torch.matmul(self._between(_contract_a(a, tokens)), b.T)
+                z = self._between(_contract_a(a, tokens, layout))
+                term = (z.reshape(t * m1, n2) @ b.T).view(t, m1 * m2)
             y = term if y is None else y + term
         y = y.reshape(*lead, self.out_features)
         return y + self.bias if self.bias is not None else y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run_plan(x, self.plan_for(x))
 
     def flops_per_token(self, seq_len: int | None = None) -> int:
         if self.uses_factored_path():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ...architectures import base_prefix, get_architecture, iter_layers, linear_roles
+from ...architectures import base_prefix, get_architecture, iter_layers, linear_roles, replace_module
 from ...errors import ConfigError
 from ...measure import count_parameters
 from .config import ATTENTION_ROLES, KroneckerConfig
@@ -43,11 +43,6 @@ def _check_divides(name: str, shape: list[int], rows: int, cols: int, setting: s
         )
 
 
-def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
 def apply_kronecker(model: nn.Module, config: KroneckerConfig, *, initialise: bool = True) -> nn.Module:
     """Replace the configured linears and word embeddings by Kronecker factors, in place.
 
@@ -74,7 +69,7 @@ def apply_kronecker(model: nn.Module, config: KroneckerConfig, *, initialise: bo
         else:
             new = KroneckerLinear(linear.in_features, linear.out_features, tuple(shape), config.terms, linear.bias is not None, config.forward_mode)
             new = new.to(linear.weight.device, linear.weight.dtype)
-        _replace(model, name, new)
+        replace_module(model, name, new)
 
     if embedding_n and "embeddings" in config.roles:
         if model.config.is_encoder_decoder or getattr(model.config, "tie_word_embeddings", False) and model.get_output_embeddings() is not None:
@@ -89,7 +84,7 @@ def apply_kronecker(model: nn.Module, config: KroneckerConfig, *, initialise: bo
         else:
             new = KroneckerEmbedding(embedding.num_embeddings, d, embedding_n, config.terms, embedding.padding_idx)
             new = new.to(embedding.weight.device, embedding.weight.dtype)
-        _replace(model, name, new)
+        replace_module(model, name, new)
     return model
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...architectures import ARCHITECTURES, get_architecture, iter_layers
+from ...architectures import ARCHITECTURES, get_architecture, iter_layers, replace_module
 from ...errors import ConfigError
 from ...registry import TrainingExtras
 from .config import BlockPruningConfig
 from .layers import SCORES, MaskedLinear, PruningState, find_state, mask_density, score_regularization
-from .removal import apply_structure, replace_module
+from .removal import apply_structure
 from .schedule import PruningScheduleCallback, finish_state
 
 ATTENTION_ROLES = ("query", "key", "value", "output")

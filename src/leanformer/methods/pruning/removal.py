@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ...api import record_structure
-from ...architectures import LayerRef, get_architecture, iter_layers
+from ...architectures import LayerRef, get_architecture, iter_layers, replace_module
 from ...errors import ConfigError, LeanformerError
 from .config import BlockPruningConfig
 from .layers import MaskedLinear, find_state
@@ -35,11 +35,6 @@ from .schedule import finish_state
 # heads, a pre-hook hands each layer only its kept heads' slice of it.
 SHARED_HEAD_BIAS = {"mpnet": "position_bias"}
 KEPT_HEADS_BUFFER = "pruned_head_index"
-
-
-def replace_module(root: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, child, module)
 
 
 def _alive_rows(linear: nn.Linear) -> torch.Tensor:

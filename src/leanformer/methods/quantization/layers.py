@@ -103,6 +103,12 @@ class QuantizedKroneckerLinear(KroneckerLinear):
         self.b_quantizer = _FactorQuantizer(config.weight_bits, config.symmetric_weights, per_row)
         self.weight_quantizer = WeightQuantizer(config.weight_bits, config.symmetric_weights, per_row)
 
+    def candidate_plans(self) -> tuple[str, ...]:
+        # The activation quantized between the contractions depends on which factor goes first,
+        # and the dense path has none: only the layout of the A contraction is free.
+        rule = self.rule_plan()
+        return (rule,) if rule == "dense" else (rule, rule.replace("/rows", "/tokens"))
+
     def _input(self, x):
         return self.input_quantizer(x)
 

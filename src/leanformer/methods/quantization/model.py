@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from transformers import TrainerCallback
 
-from ...architectures import ARCHITECTURES, get_architecture, iter_layers
+from ...architectures import ARCHITECTURES, get_architecture, iter_layers, replace_module
 from ...errors import ConfigError, UnsupportedModelError
 from ...registry import TrainingExtras
 from ..kronecker.layers import KroneckerEmbedding, KroneckerLinear
@@ -32,8 +32,7 @@ def _swap_all(model: nn.Module, kind: type, make) -> int:
             continue
         if id(module) not in replaced:
             replaced[id(module)] = make(module)
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, replaced[id(module)])
+        replace_module(model, name, replaced[id(module)])
     return len(replaced)
 
 
