@@ -43,7 +43,7 @@ class KroneckerConfig(ConfigBase):
         metadata={"help": "Which weights to decompose: query key value attention_output ffn_in ffn_out embeddings."},
     )
     forward_mode: Literal["auto", "factored", "dense"] = field(
-        default="auto", metadata={"help": "Factored forward, dense (materialised) forward, or auto (the FLOP rule)."}
+        default="auto", metadata={"help": "Factored forward, dense (materialised) forward, or auto (inference: the fastest, measured once per shape; training: the FLOP rule)."}
     )
 
     def validate(self) -> None:
