@@ -69,3 +69,24 @@ def test_kronecker_factors_are_quantized_not_materialised():
     _, student = _kronecker_then_int8()
     layers = [m for m in student.modules() if isinstance(m, KroneckerLinear)]
     assert layers and all(hasattr(m, "between_quantizer") and m.uses_factored_path() for m in layers)
+
+
+def test_quantized_kronecker_measures_only_plans_with_the_same_quantized_activations(monkeypatch):
+    from leanformer.methods.kronecker import layers as kron_layers
+    from leanformer.methods.quantization.layers import QuantizedKroneckerLinear
+
+    monkeypatch.setattr(kron_layers, "_MEASURED_PLANS", {})
+    torch.manual_seed(0)
+    layer = QuantizedKroneckerLinear(KroneckerLinear(32, 16, (4, 2)), QuantizationConfig())
+    assert layer.forward_mode == "auto" and layer.rule_plan() == "b_first/rows"
+    assert layer.candidate_plans() == ("b_first/rows", "b_first/tokens")  # the between-activation is the same tensor
+    x = torch.randn(6, 32)
+    layer.train()(x).sum().backward()  # train mode: the EMA ranges move once per call, so no measuring
+    ranges = [b.clone() for b in layer.between_quantizer.buffers()]
+    assert kron_layers._MEASURED_PLANS == {}
+    with torch.no_grad():
+        got = layer.eval()(x)
+    assert set(kron_layers._MEASURED_PLANS.values()) <= set(layer.candidate_plans())
+    assert all(torch.equal(a, b) for a, b in zip(ranges, layer.between_quantizer.buffers()))
+    with torch.no_grad():
+        torch.testing.assert_close(got, layer.run_plan(x, "b_first/rows"), rtol=1e-5, atol=1e-5)

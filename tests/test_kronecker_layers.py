@@ -97,29 +97,31 @@ def test_every_plan_gives_the_factors_the_gradient_of_the_materialised_kron(plan
     torch.testing.assert_close(got, (layer.A.grad, layer.B.grad), rtol=1e-10, atol=1e-10)
 
 
-def test_auto_measures_once_per_shape_and_token_bucket_in_inference_only(monkeypatch):
+def test_auto_measures_once_per_shape_token_bucket_and_regime(monkeypatch):
     monkeypatch.setattr(kron_layers, "_MEASURED_PLANS", {})
     calls = []
     real = KroneckerLinear._measure_plans
-    monkeypatch.setattr(KroneckerLinear, "_measure_plans", lambda self, x: calls.append(x.shape) or real(self, x))
+    monkeypatch.setattr(KroneckerLinear, "_measure_plans", lambda self, x, regime: calls.append(regime) or real(self, x, regime))
     layer = KroneckerLinear(24, 24, (2, 3)).eval()
     other = KroneckerLinear(24, 24, (2, 3)).eval()  # same shape: shares the measurement
     x = torch.randn(2, 5, 24)
     with torch.no_grad():
         first = layer(x)
-        assert layer.plan_for(x) in PLANS and len(calls) == 1
+        assert layer.plan_for(x) in PLANS and calls == ["inference"]
         other(x), layer(torch.randn(3, 4, 24))  # 10 and 12 tokens: both in the 16-token bucket
-        assert len(calls) == 1
+        assert calls == ["inference"]
         layer(torch.randn(4, 5, 24))  # 20 tokens: 32-token bucket
-        assert len(calls) == 2
+        assert calls == ["inference", "inference"]
     torch.testing.assert_close(first, F.linear(x, layer.weight, layer.bias), rtol=1e-5, atol=1e-5)
-    # training, autograd and train mode use the FLOP rule and never measure
-    layer(x)
+    # training measures forward + backward once, and leaves the factors' .grad to the real backward
+    layer.train()(x).sum().backward()
+    other.train()(x)
+    assert calls == ["inference", "inference", "train"]
+    torch.testing.assert_close(layer.A.grad.sum(), torch.func.grad(lambda a: F.linear(x, torch.kron(a[0], layer.B[0])).sum())(layer.A).sum())
+    # tracing (ONNX export) uses the FLOP rule
     with torch.no_grad():
-        layer.train()(torch.randn(64, 24))
-    assert len(calls) == 2 and layer.plan_for(torch.randn(64, 24)) == layer.rule_plan()
-
-
+        torch.jit.trace(layer.eval(), torch.randn(64, 24), check_trace=False)
+    assert len(calls) == 3
 def test_inference_dense_weight_is_rebuilt_when_a_factor_changes():
     torch.manual_seed(0)
     layer = KroneckerLinear(12, 8, (2, 3)).eval()

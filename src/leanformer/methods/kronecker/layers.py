@@ -12,12 +12,14 @@ depending on the shape, the token count and the CPU (benchmarks/kronecker_forwar
 
 `forward_mode`: "factored" always uses the factors (the order with fewer FLOPs, "rows"
 layout), "dense" materialises W = Σ Aᵢ⊗Bᵢ and calls `F.linear`, and "auto" (default) decides by
-measuring: the first inference call (eval mode, no autograd) for a (shape, token-count power of two,
-threads, dtype) times every plan and the dense matmul on that input and keeps the fastest for the
-rest of the process; the dense plan then keeps its materialised weight between calls (rebuilt when
-a factor changes), so it costs exactly an `nn.Linear`. Training, tracing (ONNX export) and FLOP
-counts use the FLOP rule instead: factored iff its FLOPs are at most `FACTORED_MAX_FLOP_RATIO` of
-the dense matmul's (deterministic, and autograd through the factors is what training needs).
+measuring: the first call for a (shape, token-count power of two, regime, threads, dtype) times
+every plan on that input, forward only in inference (no autograd) and forward + backward in
+training, and keeps the fastest for the rest of the process. In inference the dense plan keeps its
+materialised weight between calls (rebuilt when a factor changes), so it costs exactly an
+`nn.Linear`. Tracing (ONNX export), FLOP counts and layers with state in their forward
+(quantization's EMA ranges, in train mode) use the FLOP rule instead: factored iff its FLOPs are at
+most `FACTORED_MAX_FLOP_RATIO` of the dense matmul's. Set "factored" for bit-reproducible training
+across runs: measured plans can differ between runs.
 Every plan computes the same product; which one runs changes float rounding only.
 """
 
@@ -65,15 +67,6 @@ def factored_flops(a_shape: tuple[int, int], b_shape: tuple[int, int]) -> tuple[
     flops = order_flops(a_shape, b_shape)
     order = min(flops, key=lambda o: (flops[o], o != "b_first"))  # ties: b_first
     return flops[order], order
-
-
-def _median_ms(fn, repeats: int) -> float:
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 class KroneckerLinear(nn.Module):
@@ -167,34 +160,50 @@ class KroneckerLinear(nn.Module):
                 self._cached_dense = cached = (key, self._dense_weight())
         return cached[1]
 
-    def _measuring_allowed(self) -> bool:
-        return (
-            # eval mode too: measuring calls the layer ~20 times, which would move EMA ranges in train mode
-            self.forward_mode == "auto" and not self.training and not torch.is_grad_enabled()
-            and not torch.jit.is_tracing() and not torch.jit.is_scripting() and not torch.compiler.is_compiling()
-        )
+    def _regime(self, x: torch.Tensor) -> str | None:
+        """'train' (forward + backward) or 'inference' when this call may run a measured plan;
+        None: the FLOP rule (fixed modes, tracing, and layers whose forward has state to update)."""
+        if self.forward_mode != "auto" or torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+            return None
+        if self.training and not self.stateless_forward:  # measuring calls it ~20 times: EMA ranges would move
+            return None
+        needs_grad = torch.is_grad_enabled() and (x.requires_grad or self.A.requires_grad or self.B.requires_grad)
+        return "train" if needs_grad else "inference"
+
+    # False in subclasses whose forward updates state in train mode (quantization's EMA ranges).
+    stateless_forward = True
 
     def plan_for(self, x: torch.Tensor) -> str:
-        """The plan `forward` runs on `x` (measured once per shape and token bucket under "auto")."""
-        if not self._measuring_allowed():
+        """The plan `forward` runs on `x` (measured once per shape, token bucket and regime under "auto")."""
+        regime = self._regime(x)
+        if regime is None:
             return self.rule_plan()
         tokens = max(1, x.numel() // self.in_features)
-        key = (type(self).__name__, self.a_shape, self.b_shape, self.terms, 1 << (tokens - 1).bit_length(),
+        key = (type(self).__name__, regime, self.a_shape, self.b_shape, self.terms, 1 << (tokens - 1).bit_length(),
                torch.get_num_threads(), x.dtype, x.device.type)
         if key not in _MEASURED_PLANS:
-            _MEASURED_PLANS[key] = self._measure_plans(x)
+            _MEASURED_PLANS[key] = self._measure_plans(x, regime)
             if _MEASURED_PLANS[key] != "dense":
                 self._cached_dense = None  # measuring built it; keep RAM at the factors' size
         return _MEASURED_PLANS[key]
 
-    def _measure_plans(self, x: torch.Tensor) -> str:
+    def _measure_plans(self, x: torch.Tensor, regime: str) -> str:
         plans = self.candidate_plans()
+        if regime == "train":  # forward + backward into the factors and the input, leaving .grad alone
+            x = x.detach().requires_grad_(x.requires_grad)
+            wrt = [t for t in (x, self.A, self.B) if t.requires_grad]
+            grad_out = torch.randn(*x.shape[:-1], self.out_features, dtype=x.dtype, device=x.device)
+            calls = {p: (lambda p=p: torch.autograd.grad(self.run_plan(x, p), wrt, grad_out)) for p in plans}
+        else:
+            calls = {p: (lambda p=p: self.run_plan(x, p)) for p in plans}
         times: dict[str, list[float]] = {p: [] for p in plans}
-        for plan in plans:  # warm-up (allocator, kernel selection)
-            self.run_plan(x, plan)
+        for call in calls.values():  # warm-up (allocator, kernel selection)
+            call()
         for _ in range(_TUNING_REPEATS):  # interleaved, so drift hits every plan alike
-            for plan in plans:
-                times[plan].append(_median_ms(lambda: self.run_plan(x, plan), 1))
+            for plan, call in calls.items():
+                start = time.perf_counter()
+                call()
+                times[plan].append(time.perf_counter() - start)
         return min(plans, key=lambda p: statistics.median(times[p]))
 
     def run_plan(self, x: torch.Tensor, plan: str) -> torch.Tensor:

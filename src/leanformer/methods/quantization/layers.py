@@ -103,6 +103,8 @@ class QuantizedKroneckerLinear(KroneckerLinear):
         self.b_quantizer = _FactorQuantizer(config.weight_bits, config.symmetric_weights, per_row)
         self.weight_quantizer = WeightQuantizer(config.weight_bits, config.symmetric_weights, per_row)
 
+    stateless_forward = False  # the activation quantizers' EMA ranges move in train mode
+
     def candidate_plans(self) -> tuple[str, ...]:
         # The activation quantized between the contractions depends on which factor goes first,
         # and the dense path has none: only the layout of the A contraction is free.
