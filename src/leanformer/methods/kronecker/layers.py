@@ -42,7 +42,7 @@ FACTORED_MAX_FLOP_RATIO = 0.75
 FORWARD_MODES = ("auto", "factored", "dense")
 PLANS = ("b_first/rows", "b_first/tokens", "a_first/rows", "a_first/tokens", "dense")
 
-# Measured plans, process-wide: (layer kind, shapes, terms, token bucket, threads, dtype, device) -> plan.
+# Measured plans, process-wide: (layer kind, regime, shapes, terms, token bucket, threads, dtype, device) -> plan.
 _MEASURED_PLANS: dict[tuple, str] = {}
 _TUNING_REPEATS = 5
 
@@ -120,7 +120,7 @@ class KroneckerLinear(nn.Module):
         return kron_sum(self.A, self.B)
 
     def uses_factored_path(self) -> bool:
-        """The FLOP rule's choice (training, export, FLOP counts); inference under "auto" measures."""
+        """The FLOP rule's choice (export, FLOP counts, stateful training); otherwise "auto" measures."""
         if self.forward_mode != "auto":
             return self.forward_mode == "factored"
         flops, _ = factored_flops(self.a_shape, self.b_shape)
