@@ -27,7 +27,10 @@ def run_dir(runs: Path, task: str, label: str) -> Path:
 def student_budget(defaults: dict, train_samples: int | None, epochs: float | None) -> tuple[dict, str]:
     """A task's student budget with the command line's overrides, and the tag ("24000×1") that makes a
     non-default budget its own row and run directory ("" for the default budget)."""
+    # --train_samples 0 means the whole train split
     overrides = {k: v for k, v in (("max_train_samples", train_samples), ("epochs", epochs)) if v is not None}
+    if overrides.get("max_train_samples") == 0:
+        overrides["max_train_samples"] = None
     settings = {**defaults, **overrides}
     return settings, f"{settings.get('max_train_samples') or 'all'}×{settings['epochs']:g}" if overrides else ""
 

@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--corpus", default="vitaminc_wiki", help="stage-1 text: vitaminc_wiki, general_en or a text file")
     parser.add_argument("--corpus_samples", type=int, default=8000, help="stage-1 passages (0: all)")
     parser.add_argument("--stage1_epochs", type=float, default=1.0)
-    parser.add_argument("--train_samples", type=int, default=None, help="override the task's student training examples (rows get a budget tag)")
+    parser.add_argument("--train_samples", type=int, default=None, help="override the task's student training examples (0: the whole train split; rows get a budget tag)")
     parser.add_argument("--epochs", type=float, default=None, help="override the task's student epochs (rows get a budget tag)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--train_only", action="store_true", help="train the students and stop (measure later, on a quiet machine)")

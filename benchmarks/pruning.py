@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(STUDENT_TRAIN))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--train_samples", type=int, default=None, help="override the task's student training examples (rows get a budget tag)")
+    parser.add_argument("--train_samples", type=int, default=None, help="override the task's student training examples (0: the whole train split; rows get a budget tag)")
     parser.add_argument("--epochs", type=float, default=None, help="override the task's student epochs (rows get a budget tag)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--train_only", action="store_true", help="train the students and stop (measure later, on a quiet machine)")
