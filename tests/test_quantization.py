@@ -250,6 +250,9 @@ def test_int8_graph_rewrites_are_exact_and_take_effect(tmp_path):
     gathers = [n for n in graph.node if n.op_type == "Gather" and n.input[0] in {i.name for i in graph.initializer}]
     assert {n.input[0] for n in gathers} >= {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 2 and "embeddings" in i.name}
     assert not any(n.op_type == "Gather" and producer.get(n.input[0], n).op_type == "DequantizeLinear" for n in graph.node)
+    kept = {v.name for v in graph.input} | {v.name for v in graph.output}  # names: weights and graph I/O keep theirs, the rest are short
+    assert not any(n.name for n in graph.node) and {v.name for v in graph.input} == {"input_ids", "attention_mask", "token_type_ids"}
+    assert all(len(o) <= 6 for n in graph.node for o in n.output if o not in kept)
     graph, producer = nodes(fast)  # integer matmuls carry their bias
     integer = [n for n in graph.node if n.op_type == "MatMulIntegerToFloat"]
     # Q, K, V, attention output and FFN output; the FFN input's bias goes into the fused BiasGelu
