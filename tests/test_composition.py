@@ -90,3 +90,31 @@ def test_quantized_kronecker_measures_only_plans_with_the_same_quantized_activat
     assert all(torch.equal(a, b) for a, b in zip(ranges, layer.between_quantizer.buffers()))
     with torch.no_grad():
         torch.testing.assert_close(got, layer.run_plan(x, "b_first/rows"), rtol=1e-5, atol=1e-5)
+
+
+def test_int8_kronecker_factors_run_on_integer_kernels_and_stay_exact(tmp_path):
+    """Each factor reaches its matmul through views (term slice, transpose); they are folded into
+    the int8 weight so onnxruntime fuses the product into an integer kernel, with the same result."""
+    import onnx
+
+    from leanformer.export import export_onnx
+    from leanformer.methods.quantization import fold_weight_quantization, fold_weight_views, frozen_for_export
+
+    _, student = _kronecker_then_int8()
+    calibrate(student, [tiny_inputs(student, batch=3, seq=12)])
+    with frozen_for_export(student), torch.no_grad():
+        export_onnx(student, tmp_path / "qdq.onnx")
+    proto = onnx.load(str(tmp_path / "qdq.onnx"))
+    fold_weight_quantization(proto)
+    onnx.save(proto, str(tmp_path / "reference.onnx"))
+    assert fold_weight_views(proto) == 2 * 6 * len(student.bert.encoder.layer)  # A and B of Q, K, V, output, W1, W2
+    onnx.save(proto, str(tmp_path / "folded.onnx"))
+
+    x = {k: v.numpy() for k, v in dummy_inputs(student, 3, 11, seed=5).items()}
+    run = lambda path: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, x)[0]  # noqa: E731
+    assert np.array_equal(run(tmp_path / "folded.onnx"), run(tmp_path / "reference.onnx"))
+
+    fast = onnx.load(str(export_int8_onnx(student, tmp_path / "fast.onnx"))).graph
+    ops = [n.op_type for n in fast.node]
+    integer = ops.count("MatMulIntegerToFloat") + ops.count("QLinearMatMul")
+    assert integer >= 2 * 6 * len(student.bert.encoder.layer) and "FusedMatMul" not in ops and "MatMul" not in ops

@@ -17,7 +17,7 @@ from .model import (
     rebuild_quantization,
     set_quantization_enabled,
 )
-from .deploy import export_int8_onnx, export_int8_seq2seq, fold_weight_quantization, frozen_for_export
+from .deploy import export_int8_onnx, export_int8_seq2seq, fold_weight_quantization, fold_weight_views, frozen_for_export
 from .quantizers import ActivationQuantizer, WeightQuantizer, grid, scale_and_zero_point
 
 register_method(
@@ -39,5 +39,5 @@ __all__ = [
     "QuantizationConfig", "SUPPORTED_BITS", "QuantizedLinear", "QuantizedEmbedding", "ActivationQuantizer", "WeightQuantizer",
     "apply_quantization", "rebuild_quantization", "calibrate", "activation_quantizers", "set_quantization_enabled",
     "quantization_training_extras", "QuantizationStartCallback", "quantized_attention", "grid", "scale_and_zero_point",
-"is_quantized", "export_int8_onnx", "export_int8_seq2seq", "fold_weight_quantization", "frozen_for_export",
+"is_quantized", "export_int8_onnx", "export_int8_seq2seq", "fold_weight_quantization", "fold_weight_views", "frozen_for_export",
 ]

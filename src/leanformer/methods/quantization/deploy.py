@@ -13,7 +13,8 @@ only those (not the whole 30k-row table on every call); a table shared by the em
 tied LM head is stored once, transposed, so the head stays an integer matmul; and the file is
 stored as onnxruntime optimizes it, with each linear's bias folded into its integer matmul (a
 2-D head included, which onnxruntime would otherwise turn into a float Gemm on a table
-dequantized every decoding step); internal names are shortened. `optimize=False` keeps the plain QDQ graph, which other ONNX
+dequantized every decoding step); a weight reached through views (a Kronecker factor's term,
+transposed) is stored as that view, so its matmul is an integer one too; internal names are shortened. `optimize=False` keeps the plain QDQ graph, which other ONNX
 runtimes read too.
 """
 
@@ -96,10 +97,7 @@ def fold_weight_quantization(model_proto: onnx.ModelProto) -> int:
         keep.append(node)
     del graph.node[:]
     graph.node.extend(keep)
-    used = {i for n in graph.node for i in n.input}
-    unused = [i for i in graph.initializer if i.name not in used]
-    for init in unused:
-        graph.initializer.remove(init)
+    _drop_unused(graph)
     return folded
 
 
@@ -138,16 +136,96 @@ def gather_quantized_rows(model_proto: onnx.ModelProto) -> int:
             onnx.helper.make_node("Mul", [f"{prefix}/centred", f"{prefix}/scale"], [out]),
         ]
         rewritten += 1
+    del graph.node[:]
+    graph.node.extend(nodes)
+    _drop_unused(graph)  # what only fed the replaced dequantizations
+    return rewritten
+
+
+_WEIGHT_VIEWS = ("Reshape", "Gather", "Transpose", "Squeeze", "Unsqueeze")
+
+
+def _apply_view(node: onnx.NodeProto, x: np.ndarray, value) -> np.ndarray:
+    """`node` (one of _WEIGHT_VIEWS, constant operands) applied to the array `x`."""
+    if node.op_type == "Reshape":
+        shape = [x.shape[i] if s == 0 else s for i, s in enumerate(value(node.input[1]).astype(np.int64).tolist())]
+        return x.reshape(shape)
+    if node.op_type == "Gather":
+        return np.take(x, value(node.input[1]), axis=_attr(node, "axis", 0))
+    if node.op_type == "Transpose":
+        return np.transpose(x, _attr(node, "perm"))
+    axes = tuple(int(a) for a in np.atleast_1d(value(node.input[1]) if len(node.input) > 1 else _attr(node, "axes")))
+    return np.squeeze(x, axes) if node.op_type == "Squeeze" else np.expand_dims(x, axes)
+
+
+def fold_weight_views(model_proto: onnx.ModelProto) -> int:
+    """DequantizeLinear(int8 W) → Reshape/Gather/Transpose… → MatMul becomes DequantizeLinear(int8 W')
+    → MatMul, W' the view computed once. Returns how many.
+
+    A Kronecker factor reaches its matmul through such views (the term's slice, transposed), and
+    onnxruntime only fuses a DequantizeLinear that feeds the MatMul directly into an integer kernel:
+    without this every factor product ran in float on dequantized weights. Per-row ranges follow their
+    rows through the views (each row's index is carried along); exact, same int8 values and scales.
+    """
+    graph = model_proto.graph
+    value = _constants(graph).get
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    replaced: dict[int, onnx.NodeProto] = {}  # id(last view node) -> the DequantizeLinear of the folded view
+    removed: set[int] = set()
+    for dq in [n for n in graph.node if n.op_type == "DequantizeLinear"]:
+        q, scale, zero_point = (value(name) for name in dq.input[:3])
+        if q is None or scale is None or zero_point is None:
+            continue
+        for node in consumers.get(dq.output[0], []):
+            chain = []
+            while node.op_type in _WEIGHT_VIEWS and all(value(i) is not None for i in node.input[1:]) and len(consumers.get(node.output[0], [])) == 1:
+                chain.append(node)
+                node = consumers[node.output[0]][0]
+            if not chain or node.op_type != "MatMul":
+                continue
+            w, rows, axis = q, None, None
+            if scale.ndim == 1:  # per-axis ranges: carry each element's range index through the views
+                shape = [1] * q.ndim
+                shape[_attr(dq, "axis", 1) % q.ndim] = -1
+                rows = np.broadcast_to(np.arange(scale.size).reshape(shape), q.shape)
+            for view in chain:
+                w = _apply_view(view, w, value)
+                rows = None if rows is None else _apply_view(view, rows, value)
+            if rows is not None:
+                by_axis = [np.moveaxis(rows, k, 0).reshape(rows.shape[k], -1) for k in range(rows.ndim)]
+                axes = [k for k, r in enumerate(by_axis) if (r == r[:, :1]).all()]
+                if not axes:  # ranges no longer lie along one axis: leave it
+                    continue
+                axis = axes[-1]
+                scale, zero_point = scale[by_axis[axis][:, 0]], zero_point[by_axis[axis][:, 0]]
+            out = chain[-1].output[0]
+            for array, suffix in ((w, "q"), (scale, "scale"), (zero_point, "zero_point")):
+                graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(array), f"{out}/{suffix}"))
+            replaced[id(chain[-1])] = onnx.helper.make_node(
+                "DequantizeLinear", [f"{out}/q", f"{out}/scale", f"{out}/zero_point"], [out], **({} if axis is None else {"axis": axis}))
+            removed.update(id(view) for view in chain[:-1])
+    nodes = [replaced.get(id(n), n) for n in graph.node if id(n) not in removed]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    _drop_unused(graph)
+    return len(replaced)
+
+
+def _drop_unused(graph: onnx.GraphProto) -> None:
+    """Remove DequantizeLinear/Constant nodes and initializers nothing reads any more."""
     outputs = {o.name for o in graph.output}
-    for kind in ("DequantizeLinear", "Constant"):  # drop what only fed the replaced dequantizations
+    nodes = list(graph.node)
+    for kind in ("DequantizeLinear", "Constant"):
         used = {i for n in nodes for i in n.input} | outputs
         nodes = [n for n in nodes if n.op_type != kind or n.output[0] in used]
+    del graph.node[:]
+    graph.node.extend(nodes)
     used = {i for n in nodes for i in n.input}
     for init in [i for i in graph.initializer if i.name not in used]:
         graph.initializer.remove(init)
-    del graph.node[:]
-    graph.node.extend(nodes)
-    return rewritten
 
 
 def _ranks(model_proto: onnx.ModelProto) -> dict[str, int]:
@@ -330,6 +408,7 @@ def _int8_postprocess(optimize: bool):
             raise LeanformerError("the exported graph has no quantized weights to store as int8")
         gather_quantized_rows(proto)
         store_tied_tables_transposed(proto)
+        fold_weight_views(proto)
         compact_names(proto)
         onnx.save(proto, str(path))
         if optimize:
