@@ -14,7 +14,8 @@ tied LM head is stored once, transposed, so the head stays an integer matmul; an
 stored as onnxruntime optimizes it, with each linear's bias folded into its integer matmul (a
 2-D head included, which onnxruntime would otherwise turn into a float Gemm on a table
 dequantized every decoding step); a weight reached through views (a Kronecker factor's term,
-transposed) is stored as that view, so its matmul is an integer one too; internal names are shortened. `optimize=False` keeps the plain QDQ graph, which other ONNX
+transposed) is stored as that view, so its matmul can run on integer kernels too; internal names are
+shortened. `optimize=False` keeps the plain QDQ graph, which other ONNX
 runtimes read too.
 """
 
@@ -164,8 +165,10 @@ def fold_weight_views(model_proto: onnx.ModelProto) -> int:
 
     A Kronecker factor reaches its matmul through such views (the term's slice, transposed), and
     onnxruntime only fuses a DequantizeLinear that feeds the MatMul directly into an integer kernel:
-    without this every factor product ran in float on dequantized weights. Per-row ranges follow their
-    rows through the views (each row's index is carried along); exact, same int8 values and scales.
+    without this every B product ran in float on dequantized weights. (A, on the left of its product
+    with per-row ranges, stays a float MatMul of the two dequantized int8 operands: onnxruntime's
+    integer kernels take one range for the left operand.) Per-row ranges follow their rows through the
+    views (each row's index is carried along); exact, same int8 values and scales.
     """
     graph = model_proto.graph
     value = _constants(graph).get

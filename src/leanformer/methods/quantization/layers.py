@@ -109,7 +109,7 @@ class QuantizedKroneckerLinear(KroneckerLinear):
         # The activation quantized between the contractions depends on which factor goes first,
         # and the dense path has none: only the layout of the A contraction is free.
         rule = self.rule_plan()
-        return (rule,) if rule == "dense" else (rule, rule.replace("/rows", "/tokens"))
+        return (rule,) if rule == "dense" else (rule, rule.replace("/tokens", "/rows"))
 
     def _input(self, x):
         return self.input_quantizer(x)
