@@ -5,7 +5,7 @@ For A shapes of the weights of MiniLM-L6 (384×384, 1536×384, 384×1536) and BE
 every forward plan of `KroneckerLinear` (layers.PLANS: four factored ones and the kept
 materialised weight) and the teacher's `nn.Linear` of the same weight are timed interleaved
 (median of repeats). Reported: the plan `forward_mode="auto"` picks by its own measurement, its
-speed against `nn.Linear`, and what the FLOP rule (training/export) would have run.
+speed against `nn.Linear`, and what the FLOP rule (export, QAT training) would have run.
 
     .venv/bin/python benchmarks/kronecker_forward.py [--repeats 7]
 
@@ -119,7 +119,7 @@ def main() -> None:
         "(> 1: faster than the dense layer it replaces). `auto` is the plan `forward_mode=\"auto\"` picked by its own "
         "measurement on first use (done before this table's timings, so it can disagree with them where plans are close); "
         "— : not measured (more FLOPs than the dense matmul). "
-        f"`rule` is the FLOP rule's plan (factored iff FLOP ratio ≤ {FACTORED_MAX_FLOP_RATIO}; training and export use it).",
+        f"`rule` is the FLOP rule's plan (factored iff FLOP ratio ≤ {FACTORED_MAX_FLOP_RATIO}; ONNX export, FLOP counts and quantization-aware training use it).",
         "",
         f"auto is within 5% of this table's fastest plan in {picked_best}/{n} cases and slower than nn.Linear in {len(slower)}/{n}"
         + (f" (worst {min(r['auto_speedup'] for r in slower):.2f}×)" if slower else "")
