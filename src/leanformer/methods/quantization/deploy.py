@@ -165,9 +165,9 @@ def fold_weight_views(model_proto: onnx.ModelProto) -> int:
 
     A Kronecker factor reaches its matmul through such views (the term's slice, transposed), and
     onnxruntime only fuses a DequantizeLinear that feeds the MatMul directly into an integer kernel:
-    without this every B product ran in float on dequantized weights. (A, on the left of its product
-    with per-row ranges, stays a float MatMul of the two dequantized int8 operands: onnxruntime's
-    integer kernels take one range for the left operand.) Per-row ranges follow their rows through the
+    without this every B product ran in float on dequantized weights. (A's product, A on the left with
+    per-row ranges, is not fused by onnxruntime 1.x's QDQ rules and stays a float MatMul of the two
+    dequantized int8 operands; it is the small one.) Per-row ranges follow their rows through the
     views (each row's index is carried along); exact, same int8 values and scales.
     """
     graph = model_proto.graph
