@@ -94,7 +94,7 @@ def test_quantized_kronecker_measures_only_plans_with_the_same_quantized_activat
 
 def test_int8_kronecker_factors_run_on_integer_kernels_and_stay_exact(tmp_path):
     """Each factor reaches its matmul through views (term slice, transpose); they are folded into
-    the int8 weight so onnxruntime fuses the product into an integer kernel, with the same result."""
+    the int8 weight, with the same result, so onnxruntime can fuse the product into an integer kernel."""
     import onnx
 
     from leanformer.export import export_onnx
@@ -115,7 +115,7 @@ def test_int8_kronecker_factors_run_on_integer_kernels_and_stay_exact(tmp_path):
     assert np.array_equal(run(tmp_path / "folded.onnx"), run(tmp_path / "reference.onnx"))
 
     # onnxruntime: every B product (the large one) on integer kernels; the A product (A on the left,
-    # per-row ranges, which its integer kernels do not take) multiplies the dequantized int8 operands
+    # per-row ranges: not fused by its QDQ rules) multiplies the dequantized int8 operands
     fast = onnx.load(str(export_int8_onnx(student, tmp_path / "fast.onnx"))).graph
     producer = {o: n for n in fast.node for o in n.output}
     ops = [n.op_type for n in fast.node]
