@@ -168,6 +168,12 @@ def _read_rotten_tomatoes() -> datasets.Dataset:
 
 
 BIGBENCH_VERSION = "1.0.0"
+# The sdist on PyPI (same URL and hash as the Makefile's `assets`): `pip download` refuses it since
+# pip 26.3, because its setup.py declares a direct-URL dependency.
+BIGBENCH_URL = (
+    "https://files.pythonhosted.org/packages/95/f8/c019b3579df548a04cac12342cfcb878e50ddf6cfcd7fddba8cfc721c157/"
+    f"bigbench-{BIGBENCH_VERSION}.tar.gz"
+)
 BIGBENCH_TASKS = ("vitaminc_fact_verification", "disfl_qa")
 
 
@@ -183,7 +189,7 @@ def _bigbench_task_json(task: str) -> dict:
         if not archive.exists():
             raise AssetMissingError(
                 f"BIG-bench source archive not found at {archive}: run `make assets` or "
-                f"`pip download --no-deps --no-binary :all: bigbench=={BIGBENCH_VERSION} -d {archive.parent}`"
+                f"`curl -fsSL --create-dirs -o {archive} {BIGBENCH_URL}`"
             )
         members = {f"bigbench-{BIGBENCH_VERSION}/bigbench/benchmark_tasks/{t}/task.json": t for t in BIGBENCH_TASKS}
         with tarfile.open(archive) as tar:
