@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/kronecker.py [--tasks glue/sst2 glue/mrpc glue/cola] [--compressions 8 20]
         [--corpus general_en --corpus_samples 0 --stage1_epochs 3] [--train_samples 32000 --epochs 2]   # longer budgets: rows tagged
         [--objective capacity]   # shapes with the most attention + FFN parameters (KroneckerConfig.search_objective)
+        [--lr 1e-4] [--stage1_lr 5e-4]   # stage-2 / stage-1 learning rates (rows tagged when not 5e-4)
 
 Runs in order of importance (the full method first, then the ablations), saves every student
 under runs/bench/kronecker/ and every row to benchmarks/results/kronecker.json as soon as it is
@@ -39,6 +40,8 @@ STUDENT_TRAIN = {
     "glue/mrpc": dict(epochs=4.0),
     "glue/cola": dict(epochs=3.0),
 }
+# Learning rates; another value is part of the run's name and row label, so it never reuses a run at the default.
+STAGE1_LR = STAGE2_LR = 5e-4
 # (stage 1, intermediate losses): the full method first, ablations after.
 VARIANTS = [(True, True), (False, True), (True, False), (False, False)]
 
@@ -55,9 +58,10 @@ def _general(compression: float, args) -> Path:
     # the corpus budget is part of the name: a longer stage 1 never silently reuses a shorter one
     corpus = "" if args.corpus == "vitaminc_wiki" else f"-{Path(args.corpus).name}"
     objective = "" if args.objective == "flops" else f"-{args.objective}"
-    out = RUNS / f"general-c{compression:g}{objective}{corpus}-n{args.corpus_samples or 'all'}-e{args.stage1_epochs:g}"
+    lr = "" if args.stage1_lr == STAGE1_LR else f"-lr{args.stage1_lr:g}"
+    out = RUNS / f"general-c{compression:g}{objective}{corpus}-n{args.corpus_samples or 'all'}-e{args.stage1_epochs:g}{lr}"
     if not (out / "config.json").is_file():
-        train = TrainConfig(epochs=args.stage1_epochs, batch_size=32, max_length=64, learning_rate=args.lr, report_to="none", logging_steps=50)
+        train = TrainConfig(epochs=args.stage1_epochs, batch_size=32, max_length=64, learning_rate=args.stage1_lr, report_to="none", logging_steps=50)
         general = GeneralDistillationConfig(pretrained="minilm", corpus=args.corpus, corpus_samples=args.corpus_samples)
         general_distillation(general, _config(compression, args), train, out)
     return out
@@ -68,7 +72,8 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(STUDENT_TRAIN))
     parser.add_argument("--compressions", nargs="+", type=float, default=[8.0, 20.0])
     parser.add_argument("--variants", type=int, default=len(VARIANTS), help="run the first N variants")
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=float, default=STAGE2_LR, help="stage-2 learning rate (rows get a tag when not the default)")
+    parser.add_argument("--stage1_lr", type=float, default=STAGE1_LR)
     parser.add_argument("--objective", default="flops", choices=["flops", "capacity"], help="shape search objective (rows get a tag)")
     parser.add_argument("--corpus", default="vitaminc_wiki", help="stage-1 text: vitaminc_wiki, general_en or a text file")
     parser.add_argument("--corpus_samples", type=int, default=8000, help="stage-1 passages (0: all)")
@@ -88,6 +93,10 @@ def main() -> None:
         default_stage1 = (args.corpus, args.corpus_samples, args.stage1_epochs) == ("vitaminc_wiki", 8000, 1.0)
         corpus = "" if args.corpus == "vitaminc_wiki" else f"{Path(args.corpus).name} "
         stage1_budget = "" if default_stage1 else f"stage1 {corpus}{args.corpus_samples or 'all'}×{args.stage1_epochs:g}"
+        if args.stage1_lr != STAGE1_LR:
+            stage1_budget = f"{stage1_budget or 'stage1'} lr {args.stage1_lr:g}"
+        if args.lr != STAGE2_LR:
+            stage2_budget = f"{stage2_budget} lr {args.lr:g}".strip()  # "all×8 lr 0.0001"
         task_cfg = TaskConfig(task=name, max_train_samples=settings.pop("max_train_samples", None))
         task = task_cfg.load(seed=0)
         train = TrainConfig(max_length=128, batch_size=32, learning_rate=args.lr, report_to="none", logging_steps=50, **settings)
