@@ -367,3 +367,25 @@ def test_render_benchmark_lists_every_command_that_measured_a_row(tmp_path):
     render_benchmark(tmp_path / "results.json", tmp_path / "README.md", title="t", command="python bench.py --tasks b")
     text = (tmp_path / "README.md").read_text()
     assert text.startswith("# t\n\n```\npython bench.py --tasks a\npython bench.py --tasks b\n```\n")
+
+
+def test_render_benchmark_names_the_cpu_of_every_row(tmp_path):
+    first, second, *_ = rows()
+    first.extra["cpu"] = "Intel(R) Xeon(R) Processor"
+    write_results([first, second], tmp_path / "results.json")
+    render_benchmark(tmp_path / "results.json", tmp_path / "README.md", title="t", command="c")
+    text = (tmp_path / "README.md").read_text()
+    assert "CPU of the rows (ratios hold for that CPU only): Intel(R) Xeon(R) Processor (1 rows); not recorded (1 rows)." in text
+
+
+def test_cpu_name_is_the_model_name_of_proc_cpuinfo():
+    from leanformer.measure import cpu_name
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    except OSError:
+        names = []
+    if not names:
+        pytest.skip("no model name in /proc/cpuinfo on this machine")
+    assert cpu_name() == names[0]

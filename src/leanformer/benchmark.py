@@ -22,6 +22,7 @@ from .measure import (
     bytes_on_disk,
     compare_latency,
     count_parameters,
+    cpu_name,
     dummy_inputs,
     flops_per_token,
     forward_callable,
@@ -146,7 +147,7 @@ def benchmark(
                 flops_per_token=m["flops_per_token"],
                 teacher_flops_per_token=t["flops_per_token"],
                 command=command,
-                extra={"seq_len": seq_len, "threads": threads, "repeats": repeats, "batch_sizes": list(batch_sizes), "params_by_kind": count_parameters(models[c.label]),
+                extra={"cpu": cpu_name(), "seq_len": seq_len, "threads": threads, "repeats": repeats, "batch_sizes": list(batch_sizes), "params_by_kind": count_parameters(models[c.label]),
                        "runtime": "onnxruntime" + (" int8" if is_quantized(models[c.label]) else "") if c.label in deployed else "pytorch"},
             )
         )

@@ -3,7 +3,7 @@
 Each submodule's docstring states its counting rules:
 - `parameters`: `count_parameters`, `linear_parameters`, `total_parameters`, `bytes_on_disk`
 - `flops`: `flops_per_token`
-- `latency`: `measure_latency`, `compare_latency`, `latency_of_model`, `dummy_inputs`
+- `latency`: `measure_latency`, `compare_latency`, `latency_of_model`, `dummy_inputs`, `cpu_name`
 - `results`: `BenchmarkRow`, `write_results`, `read_results`, `markdown_table`, `render_benchmark`
 """
 
@@ -11,6 +11,7 @@ from .flops import attention_matmul_flops, flops_per_token
 from .latency import (
     LatencyResult,
     compare_latency,
+    cpu_name,
     dummy_inputs,
     forward_callable,
     latency_of_model,
@@ -41,6 +42,7 @@ __all__ = [
     "attention_matmul_flops",
     "bytes_on_disk",
     "compare_latency",
+    "cpu_name",
     "count_parameters",
     "dummy_inputs",
     "flops_per_token",

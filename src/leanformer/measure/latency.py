@@ -22,6 +22,7 @@ the special ids at the start of most vocabularies), an all-ones attention mask, 
 from __future__ import annotations
 
 import inspect
+import platform
 import statistics
 import time
 from contextlib import contextmanager
@@ -126,6 +127,19 @@ def compare_latency(
                     samples[name].append(_timed_call_ms(fn))
                     bar.update()
     return {name: LatencyResult.from_samples(s) for name, s in samples.items()}
+
+
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux), recorded with every measured row: ratios
+    measured on one CPU do not carry over to another (oneDNN picks other kernels)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def _forward_accepts(model: nn.Module, argument: str) -> bool:

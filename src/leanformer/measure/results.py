@@ -191,6 +191,10 @@ def render_benchmark(results_json_path: str | Path, markdown_path: str | Path, *
     """
     rows = read_results(results_json_path)
     commands = list(dict.fromkeys(r.command for r in rows if r.command)) or [command]
+    cpus: dict[str, int] = {}
+    for r in rows:
+        name = r.extra.get("cpu", "not recorded")
+        cpus[name] = cpus.get(name, 0) + 1
     text = "\n".join(
         [
             f"# {title}",
@@ -203,6 +207,7 @@ def render_benchmark(results_json_path: str | Path, markdown_path: str | Path, *
             "Generated from `" + Path(results_json_path).name + "`; do not edit by hand. "
             "Ratios are teacher ÷ model, measured in the same run (larger is better); "
             "Δ is metric − teacher metric; MB = 10^6 bytes.",
+            "CPU of the rows (ratios hold for that CPU only): " + "; ".join(f"{name} ({n} rows)" for name, n in cpus.items()) + ".",
             "",
         ]
     )
