@@ -375,7 +375,7 @@ def test_render_benchmark_names_the_cpu_of_every_row(tmp_path):
     write_results([first, second], tmp_path / "results.json")
     render_benchmark(tmp_path / "results.json", tmp_path / "README.md", title="t", command="c")
     text = (tmp_path / "README.md").read_text()
-    assert "CPU of the rows (ratios hold for that CPU only): Intel(R) Xeon(R) Processor (1 rows); not recorded (1 rows)." in text
+    assert "CPU of the rows (ratios hold for that CPU only): Intel(R) Xeon(R) Processor (1 row); not recorded (1 row)." in text
 
 
 def test_cpu_name_is_the_model_name_of_proc_cpuinfo():

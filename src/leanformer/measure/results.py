@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -191,10 +192,7 @@ def render_benchmark(results_json_path: str | Path, markdown_path: str | Path, *
     """
     rows = read_results(results_json_path)
     commands = list(dict.fromkeys(r.command for r in rows if r.command)) or [command]
-    cpus: dict[str, int] = {}
-    for r in rows:
-        name = r.extra.get("cpu", "not recorded")
-        cpus[name] = cpus.get(name, 0) + 1
+    cpus = Counter(r.extra.get("cpu", "not recorded") for r in rows)
     text = "\n".join(
         [
             f"# {title}",
@@ -207,7 +205,7 @@ def render_benchmark(results_json_path: str | Path, markdown_path: str | Path, *
             "Generated from `" + Path(results_json_path).name + "`; do not edit by hand. "
             "Ratios are teacher ÷ model, measured in the same run (larger is better); "
             "Δ is metric − teacher metric; MB = 10^6 bytes.",
-            "CPU of the rows (ratios hold for that CPU only): " + "; ".join(f"{name} ({n} rows)" for name, n in cpus.items()) + ".",
+            "CPU of the rows (ratios hold for that CPU only): " + "; ".join(f"{name} ({n} row{'s' * (n != 1)})" for name, n in cpus.items()) + ".",
             "",
         ]
     )
