@@ -7,10 +7,10 @@ materialised weight) and the teacher's `nn.Linear` of the same weight are timed 
 (median of repeats). Reported: the plan `forward_mode="auto"` picks by its own measurement, its
 speed against `nn.Linear`, and what the FLOP rule (export, QAT training) would have run.
 
-    .venv/bin/python benchmarks/kronecker_forward.py [--repeats 7]
+    .venv/bin/python benchmarks/kronecker_forward.py [--repeats 7] [--name kronecker_forward_xeon]
 
-Writes benchmarks/results/kronecker_forward.json and the "forward paths" table in
-benchmarks/kronecker_forward.md.
+Writes benchmarks/results/NAME.json and the table in benchmarks/NAME.md (NAME: kronecker_forward;
+another name keeps a second CPU's table beside the first).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from leanformer.methods.kronecker.layers import FACTORED_MAX_FLOP_RATIO, PLANS, KroneckerLinear, factored_flops
+from leanformer.measure import cpu_name
 from leanformer.methods.kronecker.search import divisors
 
 HERE = Path(__file__).parent
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max_shapes", type=int, default=12, help="A shapes per weight, spread over compression ratios")
+    parser.add_argument("--name", default="kronecker_forward", help="output file names (results/NAME.json, NAME.md)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
@@ -108,14 +110,15 @@ def main() -> None:
                 print(rows[-1], flush=True)
     command = "python benchmarks/kronecker_forward.py " + " ".join(sys.argv[1:])
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "kronecker_forward.json").write_text(json.dumps({"command": command, "threads": args.threads, "rows": rows}, indent=2) + "\n")
+    cpu = cpu_name()
+    (HERE / "results" / f"{args.name}.json").write_text(json.dumps({"command": command, "cpu": cpu, "threads": args.threads, "rows": rows}, indent=2) + "\n")
     n = len(rows)
     slower = [r for r in rows if r["auto_speedup"] < 1]
     rule_slower = sum(r["rule_speedup"] < 1 for r in rows)
     picked_best = sum(r["auto_speedup"] >= 0.95 * r["best_speedup"] for r in rows)
     lines = [
         "# Kronecker forward plans vs the dense nn.Linear, per shape (CPU)", "", "```", command, "```", "",
-        f"{args.threads} threads, median of {args.repeats} interleaved repeats, ms per call. `×` = nn.Linear ms / plan ms "
+        f"CPU: {cpu}, {args.threads} threads, median of {args.repeats} interleaved repeats, ms per call. `×` = nn.Linear ms / plan ms "
         "(> 1: faster than the dense layer it replaces). `auto` is the plan `forward_mode=\"auto\"` picked by its own "
         "measurement on first use (done before this table's timings, so it can disagree with them where plans are close); "
         "— : not measured (more FLOPs than the dense matmul). "
@@ -133,7 +136,7 @@ def main() -> None:
         + f" | {r['auto_picks']} | {r['auto_speedup']:.2f}× | {r['rule_speedup']:.2f}× |"
         for r in rows
     ]
-    (HERE / "kronecker_forward.md").write_text("\n".join(lines) + "\n")
+    (HERE / f"{args.name}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
