@@ -375,7 +375,13 @@ def test_render_benchmark_names_the_cpu_of_every_row(tmp_path):
     write_results([first, second], tmp_path / "results.json")
     render_benchmark(tmp_path / "results.json", tmp_path / "README.md", title="t", command="c")
     text = (tmp_path / "README.md").read_text()
-    assert "CPU of the rows (ratios hold for that CPU only): Intel(R) Xeon(R) Processor (1 row); not recorded (1 row)." in text
+    assert "CPU (a row's ratios hold for its CPU only): A: Intel(R) Xeon(R) Processor; B: not recorded." in text
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    assert table[0].endswith("| CPU |") and table[2].endswith("| A |") and table[3].endswith("| B |")
+    write_results([second], tmp_path / "results.json")  # one CPU: no column, named in the legend
+    render_benchmark(tmp_path / "results.json", tmp_path / "README.md", title="t", command="c")
+    text = (tmp_path / "README.md").read_text()
+    assert "| CPU |" not in text and "CPU (a row's ratios hold for its CPU only): not recorded." in text
 
 
 def test_cpu_name_is_the_model_name_of_proc_cpuinfo():

@@ -12,6 +12,8 @@ Rules:
   = teacher bytes / bytes; speedup = teacher latency / latency (batch 1 and 32); FLOP reduction =
   teacher FLOPs / FLOPs. Larger ratios are better. A row whose `method` is "teacher" fills any
   missing teacher numbers from its own, so it shows 1.00×. Sizes are in MB (10^6 bytes).
+- Rows record the CPU they were measured on (`extra["cpu"]`, by `benchmark`); the legend names
+  it, and when a file holds rows of several CPUs a last column marks each row's (A, B, ...).
 """
 
 from __future__ import annotations
@@ -158,12 +160,14 @@ _HEADER = (
 )
 
 
-def markdown_table(rows: Iterable[BenchmarkRow], *, title: str | None = None) -> str:
-    """A markdown table of rows with derived ratio columns (rules: module docstring)."""
+def markdown_table(rows: Iterable[BenchmarkRow], *, title: str | None = None, cpu_marks: dict[str, str] | None = None) -> str:
+    """A markdown table of rows with derived ratio columns (rules: module docstring); `cpu_marks`
+    (CPU name -> mark) adds a last column with the mark of the CPU each row was measured on."""
+    header = [*_HEADER, "CPU"] if cpu_marks else _HEADER
     lines = []
     if title:
         lines += [f"## {title}", ""]
-    lines += ["| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in map(_with_own_teacher_numbers, rows):
         metric = _fmt_metric(row.metric)
         if row.metric_name and row.metric is not None:
@@ -180,8 +184,14 @@ def markdown_table(rows: Iterable[BenchmarkRow], *, title: str | None = None) ->
             _fmt_ms(row.latency_b32_ms), _ratio(row.teacher_latency_b32_ms, row.latency_b32_ms),
             _fmt_count(row.flops_per_token), _ratio(row.teacher_flops_per_token, row.flops_per_token),
         )
+        if cpu_marks:
+            cells += (cpu_marks[_cpu_of(row)],)
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _cpu_of(row: BenchmarkRow) -> str:
+    return row.extra.get("cpu", "not recorded")
 
 
 def render_benchmark(results_json_path: str | Path, markdown_path: str | Path, *, title: str, command: str) -> None:
@@ -192,7 +202,10 @@ def render_benchmark(results_json_path: str | Path, markdown_path: str | Path, *
     """
     rows = read_results(results_json_path)
     commands = list(dict.fromkeys(r.command for r in rows if r.command)) or [command]
-    cpus = Counter(r.extra.get("cpu", "not recorded") for r in rows)
+    cpus = Counter(map(_cpu_of, rows))
+    # one CPU: named in the legend; several: a column marks each row's CPU (ratios do not carry over)
+    marks = {name: chr(ord("A") + i) for i, name in enumerate(cpus)} if len(cpus) > 1 else None
+    cpu_legend = "; ".join(f"{marks[name]}: {name}" if marks else name for name in cpus)
     text = "\n".join(
         [
             f"# {title}",
@@ -201,11 +214,11 @@ def render_benchmark(results_json_path: str | Path, markdown_path: str | Path, *
             *commands,
             "```",
             "",
-            markdown_table(rows),
+            markdown_table(rows, cpu_marks=marks),
             "Generated from `" + Path(results_json_path).name + "`; do not edit by hand. "
             "Ratios are teacher ÷ model, measured in the same run (larger is better); "
             "Δ is metric − teacher metric; MB = 10^6 bytes.",
-            "CPU of the rows (ratios hold for that CPU only): " + "; ".join(f"{name} ({n} row{'s' * (n != 1)})" for name, n in cpus.items()) + ".",
+            f"CPU (a row's ratios hold for its CPU only): {cpu_legend}.",
             "",
         ]
     )
