@@ -22,7 +22,6 @@ import dataclasses
 import json
 import os
 import tempfile
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -202,7 +201,7 @@ def render_benchmark(results_json_path: str | Path, markdown_path: str | Path, *
     """
     rows = read_results(results_json_path)
     commands = list(dict.fromkeys(r.command for r in rows if r.command)) or [command]
-    cpus = Counter(map(_cpu_of, rows))
+    cpus = list(dict.fromkeys(map(_cpu_of, rows)))  # first seen first
     # one CPU: named in the legend; several: a column marks each row's CPU (ratios do not carry over)
     marks = {name: chr(ord("A") + i) for i, name in enumerate(cpus)} if len(cpus) > 1 else None
     cpu_legend = "; ".join(f"{marks[name]}: {name}" if marks else name for name in cpus)
