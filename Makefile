@@ -22,7 +22,7 @@ setup: $(VENV)/.installed
 
 # BIG-bench ships VitaminC and Disfl-QA inside its source archive (read with tarfile, never installed).
 # Fetched as a file from PyPI, checked by hash: `pip download` (26.3) now refuses it, as its
-# setup.py declares a direct-URL dependency.
+# setup.py declares a direct-URL dependency. data/builtin.py names the same URL in its error message.
 BIGBENCH_URL    := https://files.pythonhosted.org/packages/95/f8/c019b3579df548a04cac12342cfcb878e50ddf6cfcd7fddba8cfc721c157/bigbench-1.0.0.tar.gz
 BIGBENCH_SHA256 := 1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2
 $(CACHE)/src/bigbench-1.0.0.tar.gz:
