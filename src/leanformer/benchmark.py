@@ -125,6 +125,7 @@ def benchmark(
         )
 
     t = measured(teacher.label, teacher.path)
+    cpu = cpu_name()
     rows = []
     for c in candidates:
         m = measured(c.label, c.path)
@@ -147,7 +148,7 @@ def benchmark(
                 flops_per_token=m["flops_per_token"],
                 teacher_flops_per_token=t["flops_per_token"],
                 command=command,
-                extra={"cpu": cpu_name(), "seq_len": seq_len, "threads": threads, "repeats": repeats, "batch_sizes": list(batch_sizes), "params_by_kind": count_parameters(models[c.label]),
+                extra={"cpu": cpu, "seq_len": seq_len, "threads": threads, "repeats": repeats, "batch_sizes": list(batch_sizes), "params_by_kind": count_parameters(models[c.label]),
                        "runtime": "onnxruntime" + (" int8" if is_quantized(models[c.label]) else "") if c.label in deployed else "pytorch"},
             )
         )
