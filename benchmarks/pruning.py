@@ -13,6 +13,7 @@ runs/bench/pruning/; rows go to benchmarks/results/pruning.json as soon as a tas
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -50,6 +51,10 @@ VARIANTS = {
 }
 
 
+def variant_config(variant: str, score_lr: float) -> BlockPruningConfig:
+    return dataclasses.replace(VARIANTS[variant], score_learning_rate=score_lr)
+
+
 def _teacher(name: str) -> Path:
     if name == "squad_v1":
         return finetune(FinetuneConfig(model="minilm"), TaskConfig(task=name), TrainConfig(report_to="none", logging_steps=50, **SQUAD_TEACHER))
@@ -63,6 +68,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--train_samples", type=int, default=None, help="override the task's student training examples (0: the whole train split; rows get a budget tag)")
     parser.add_argument("--epochs", type=float, default=None, help="override the task's student epochs (rows get a budget tag)")
+    parser.add_argument("--score_lr", type=float, default=SCHEDULE["score_learning_rate"],
+                        help="learning rate of the mask scores (a non-default rate is part of the row label): shorter schedules need a larger one to prune as far")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--train_only", action="store_true", help="train the students and stop (measure later, on a quiet machine)")
     args = parser.parse_args()
@@ -71,7 +78,10 @@ def main() -> None:
     for name in args.tasks:
         teacher_path = _teacher(name)
         settings, budget = student_budget(STUDENT_TRAIN[name], args.train_samples, args.epochs)
-        tag = f" [{budget}]" if budget else ""  # "hybrid_filled λ10 [24000×1]"
+        tags = [budget] if budget else []
+        if args.score_lr != SCHEDULE["score_learning_rate"]:
+            tags.append(f"score lr {args.score_lr:g}")
+        tag = f" [{', '.join(tags)}]" if tags else ""  # "hybrid_filled λ10 [24000×1, score lr 0.2]"
         task = TaskConfig(task=name, max_train_samples=settings.pop("max_train_samples", None)).load(seed=0)
         train = TrainConfig(**{"max_length": 128, "batch_size": 32, "learning_rate": args.lr, "report_to": "none", "logging_steps": 50, **settings})
         students = []
@@ -80,11 +90,11 @@ def main() -> None:
             out = run_dir(RUNS, name, label)
             if not (out / "leanformer_metrics.json").is_file():
                 print(f"== {name}: {label}", flush=True)
-                distil_student(teacher_path, VARIANTS[variant], task, train, DistillationConfig(), out, overwrite=True, resume=True)
+                distil_student(teacher_path, variant_config(variant, args.score_lr), task, train, DistillationConfig(), out, overwrite=True, resume=True)
             metrics = json.loads((out / "leanformer_metrics.json").read_text())
             report = pruning_report(leanformer.load(out), seq_len=128)
             students.append((Candidate(label, out, method="pruning", metric=metrics["metrics"]["test"][task.spec.primary_metric]),
-                             dict(config=VARIANTS[variant].to_dict(), train_seconds=metrics["train_seconds"], metrics_test=metrics["metrics"]["test"],
+                             dict(config=variant_config(variant, args.score_lr).to_dict(), train_seconds=metrics["train_seconds"], metrics_test=metrics["metrics"]["test"],
                                   epochs=train.epochs, heads_kept=report["heads_kept"], heads_total=report["heads_total"],
                                   ffn_dims_kept=report["ffn_dims_kept"], ffn_dims_total=report["ffn_dims_total"],
                                   linear_parameters=report["linear_parameters"], density=report["density"],
