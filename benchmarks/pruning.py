@@ -1,6 +1,7 @@
 """Block movement pruning on MiniLM-L6: hybrid filled at three regularisation strengths, and struct.
 
     .venv/bin/python benchmarks/pruning.py [--tasks glue/sst2 glue/mrpc squad_v1] [--repeats 10]
+        [--train_samples 2500 --epochs 2] [--score_lr 0.2]   # other budgets / score rates: rows tagged
 
 Sparsity is set by λ (the paper's knob): hybrid filled at λ = 5, 10, 20, struct at λ = 10. Every
 student is distilled from the cached teacher of benchmarks/teacher.py (same settings; SQuAD's is
@@ -51,10 +52,6 @@ VARIANTS = {
 }
 
 
-def variant_config(variant: str, score_lr: float) -> BlockPruningConfig:
-    return dataclasses.replace(VARIANTS[variant], score_learning_rate=score_lr)
-
-
 def _teacher(name: str) -> Path:
     if name == "squad_v1":
         return finetune(FinetuneConfig(model="minilm"), TaskConfig(task=name), TrainConfig(report_to="none", logging_steps=50, **SQUAD_TEACHER))
@@ -88,13 +85,14 @@ def main() -> None:
         for variant in args.variants:
             label = variant + tag
             out = run_dir(RUNS, name, label)
+            config = dataclasses.replace(VARIANTS[variant], score_learning_rate=args.score_lr)
             if not (out / "leanformer_metrics.json").is_file():
                 print(f"== {name}: {label}", flush=True)
-                distil_student(teacher_path, variant_config(variant, args.score_lr), task, train, DistillationConfig(), out, overwrite=True, resume=True)
+                distil_student(teacher_path, config, task, train, DistillationConfig(), out, overwrite=True, resume=True)
             metrics = json.loads((out / "leanformer_metrics.json").read_text())
             report = pruning_report(leanformer.load(out), seq_len=128)
             students.append((Candidate(label, out, method="pruning", metric=metrics["metrics"]["test"][task.spec.primary_metric]),
-                             dict(config=variant_config(variant, args.score_lr).to_dict(), train_seconds=metrics["train_seconds"], metrics_test=metrics["metrics"]["test"],
+                             dict(config=config.to_dict(), train_seconds=metrics["train_seconds"], metrics_test=metrics["metrics"]["test"],
                                   epochs=train.epochs, heads_kept=report["heads_kept"], heads_total=report["heads_total"],
                                   ffn_dims_kept=report["ffn_dims_kept"], ffn_dims_total=report["ffn_dims_total"],
                                   linear_parameters=report["linear_parameters"], density=report["density"],
