@@ -395,3 +395,22 @@ def test_cpu_name_is_the_model_name_of_proc_cpuinfo():
     if not names:
         pytest.skip("no model name in /proc/cpuinfo on this machine")
     assert cpu_name() == names[0]
+
+
+@pytest.mark.parametrize("flags, path", [
+    ("fpu sse2 avx avx2 fma", "avx2"),
+    ("avx2 avx512f avx512bw avx512dq", "avx512-no-vnni"),
+    ("avx2 avx512f avx512bw avx512_vnni", "vnni"),
+    ("avx2 avx_vnni", "vnni"),  # AVX-VNNI without AVX-512 (Alder Lake and later client CPUs)
+    ("avx2 avx512f avx512bw avx512_vnni amx_bf16 amx_tile amx_int8", "amx"),
+    ("fp asimd", "other"),
+    ("", "other"),
+])
+def test_int8_path_follows_the_cpuinfo_flags(flags, path):
+    from leanformer.measure import cpu_flags, int8_path
+
+    cpuinfo = f"processor\t: 0\nmodel name\t: X\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n"
+    found = cpu_flags(cpuinfo)
+    assert set(found) <= set(flags.split()) and all(f in found for f in flags.split() if f in ("avx2", "avx512_vnni", "amx_int8"))
+    assert int8_path(found) == path
+    assert "avx2" not in cpu_flags("flags\t: avx avx2_fake\n")  # whole words, not substrings

@@ -12,6 +12,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import leanformer
 from leanformer.errors import ConfigError, LeanformerError, UnsupportedModelError
 from leanformer.methods.quantization import (
+    SUPPORTED_BITS,
     ActivationQuantizer,
     QuantizationConfig,
     WeightQuantizer,
@@ -195,7 +196,10 @@ def test_int8_onnx_matches_the_fake_quant_model_within_one_step(tmp_path, bits):
     calibrate(student, [dummy_inputs(student, 4, 12, seed=s) for s in range(3)])
     path = export_int8_onnx(student, tmp_path / "int8.onnx")
     graph = onnx.load(str(path)).graph
-    int8_weights = [i for i in graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 2]
+    # 8-bit weights are stored as uint8 (u8×u8 kernels, exact on every x86 CPU); 4-bit ones fit int8
+    # without saturating a u8·s8 pair (|q| ≤ 63), so they keep the faster u8×s8 kernels
+    stored = onnx.TensorProto.UINT8 if bits == 8 else onnx.TensorProto.INT8
+    int8_weights = [i for i in graph.initializer if i.data_type == stored and len(i.dims) == 2]
     linears = [m for m in student.modules() if isinstance(m, torch.nn.Linear)]
     embeddings = [m for m in student.modules() if isinstance(m, torch.nn.Embedding)]
     assert len(int8_weights) == len(linears) + len(embeddings)
@@ -248,7 +252,7 @@ def test_int8_graph_rewrites_are_exact_and_take_effect(tmp_path):
 
     graph, producer = nodes(plain)  # embedding lookups read int8 rows: no table is dequantized whole
     gathers = [n for n in graph.node if n.op_type == "Gather" and n.input[0] in {i.name for i in graph.initializer}]
-    assert {n.input[0] for n in gathers} >= {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 2 and "embeddings" in i.name}
+    assert {n.input[0] for n in gathers} >= {i.name for i in graph.initializer if i.data_type in _EIGHT_BIT and len(i.dims) == 2 and "embeddings" in i.name}
     assert not any(n.op_type == "Gather" and producer.get(n.input[0], n).op_type == "DequantizeLinear" for n in graph.node)
     kept = {v.name for v in graph.input} | {v.name for v in graph.output}  # names: weights and graph I/O keep theirs, the rest are short
     assert not any(n.name for n in graph.node) and {v.name for v in graph.input} == {"input_ids", "attention_mask", "token_type_ids"}
@@ -307,8 +311,73 @@ def test_int8_decoder_lm_head_runs_on_integer_kernels_and_stays_exact(tmp_path):
     graph = onnx.load(str(fast)).graph
     ops = [n.op_type for n in graph.node]
     assert "DequantizeLinear" not in ops and "Gemm" not in ops and "MatMul" not in ops
-    tables = [i.dims for i in graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 2 and config.vocab_size in i.dims]
+    tables = [i.dims for i in graph.initializer if i.data_type in _EIGHT_BIT and len(i.dims) == 2 and config.vocab_size in i.dims]
     assert tables == [[config.d_model, config.vocab_size]]  # stored once, transposed for the LM head
+
+
+@pytest.mark.parametrize("kernels", ["any", "vnni"])
+def test_int8_export_stays_exact_where_u8_s8_pairs_saturate(tmp_path, kernels):
+    """Activations at the top of their uint8 grid times 8-bit weights at ±127: one pair of u8·s8
+    products is 255·127·2 = 64770, past the int16 that onnxruntime adds them in on CPUs without VNNI
+    (VPMADDUBSW). The default file ("any": uint8 weights) is exact on every CPU; the "vnni" file
+    (int8 weights) only where the CPU sums in 32 bits, and on others this input shows it is not."""
+    import onnxruntime as ort
+
+    from leanformer.measure import dummy_inputs, int8_path
+    from leanformer.methods.quantization import export_int8_onnx
+
+    student = leanformer.compress(tiny_model("bert"), QuantizationConfig())
+    calibrate(student, [dummy_inputs(student, 4, 12, seed=s) for s in range(3)])
+    # the last FFN: its input at the top of its range, its weights at ±127, its output straight into
+    # the residual sum and the float head (no later quantizer clips the difference away)
+    ffn = student.bert.encoder.layer[-1]
+    top = float(torch.nn.functional.gelu(torch.tensor(3.0)))
+    with torch.no_grad():
+        ffn.intermediate.dense.weight.zero_()
+        ffn.intermediate.dense.bias.fill_(3.0)  # GELU(3) everywhere
+        ffn.output.dense.input_quantizer.range_min.fill_(-top)
+        ffn.output.dense.input_quantizer.range_max.fill_(top)
+        signs = torch.tensor([1.0, -1.0]).repeat(ffn.output.dense.out_features // 2)[:, None]
+        ffn.output.dense.weight.copy_(0.03 * signs.expand_as(ffn.output.dense.weight))  # rows of +127 and −127
+    step = float(ffn.output.dense.input_quantizer.qparams()[0])
+    assert torch.equal(ffn.output.dense.input_quantizer(torch.tensor([top])), torch.tensor([(255 - 128) * step]))  # q = 255 (zero point 128)
+    inputs = dummy_inputs(student, 3, 20, seed=7)
+    with torch.no_grad():
+        want = student(**inputs).logits.numpy()
+    head = student.classifier
+    bound = float(head.input_quantizer.qparams()[0]) * head.weight_quantizer(head.weight).abs().sum(dim=1).max().item()  # one logit quantum
+
+    path = export_int8_onnx(student, tmp_path / f"{kernels}.onnx", kernels=kernels)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {k: v.numpy() for k, v in inputs.items()})[0]
+    error = np.abs(got - want).max()
+    if kernels == "any" or int8_path() in ("vnni", "amx"):
+        assert error <= bound
+    else:  # this CPU adds u8·s8 pairs in 16 bits: the constructed input does saturate them
+        assert error > 5 * bound, (error, bound)  # measured on an AVX2 EPYC: 14× (the exact file: 1e-9)
+
+
+def test_int8_storage_rule_keeps_every_grid_and_picks_the_container():
+    """The export stores a grid in uint8 or int8 with its zero point moved along: same real values."""
+    from leanformer.methods.quantization.deploy import stored_grid
+
+    scale, zero = torch.tensor(0.1), torch.tensor(0, dtype=torch.int32)
+    for bits in SUPPORTED_BITS:
+        for kernels in ("any", "vnni"):
+            w = stored_grid(WeightQuantizer(bits, symmetric=True), scale, zero, kernels)
+            signed = kernels == "vnni" or bits <= 7
+            assert (w.c_min, w.c_max) == ((-128, 127) if signed else (0, 255))
+            lo, hi = grid(bits, True)
+            assert (w.q_min - int(w.zero_point), w.q_max - int(w.zero_point)) == (lo, hi)  # the same grid, shifted
+            assert w.c_min <= w.q_min and w.q_max <= w.c_max
+            for symmetric in (False, True):  # activations: always uint8, so every matmul of two activations is u8×u8
+                a = stored_grid(ActivationQuantizer(bits, symmetric), scale, torch.tensor(3 if not symmetric else 0), kernels)
+                assert (a.c_min, a.c_max) == (0, 255)
+                assert (a.q_min - int(a.zero_point), a.q_max - int(a.zero_point)) == tuple(x - (3 if not symmetric else 0) for x in grid(bits, symmetric))
+    with pytest.raises(LeanformerError, match="kernels must be one of any, vnni"):
+        stored_grid(WeightQuantizer(8), scale, zero, "avx2")
+
+
+_EIGHT_BIT = (3, 2)  # onnx.TensorProto.INT8, UINT8: the containers of stored integer weights
 
 
 def _tensor_bytes(path) -> int:
@@ -427,12 +496,20 @@ def test_cli_exports_a_quantized_student_as_int8(tmp_path, capsys):
     assert main(["export", "--model", str(tmp_path / "q"), "--output", str(tmp_path / "q.onnx")]) == 0
     assert json.loads(capsys.readouterr().out)["int8"] is True
     graph = onnx.load(str(tmp_path / "q.onnx")).graph
-    assert any(i.data_type == onnx.TensorProto.INT8 for i in graph.initializer)
+    assert any(i.data_type in _EIGHT_BIT and len(i.dims) == 2 for i in graph.initializer)
     assert any(n.op_type == "MatMulIntegerToFloat" for n in graph.node)  # onnxruntime's int8 kernels, stored
     # --portable: standard QDQ operators only, for runtimes other than onnxruntime
     assert main(["export", "--model", str(tmp_path / "q"), "--output", str(tmp_path / "p.onnx"), "--portable"]) == 0
     graph = onnx.load(str(tmp_path / "p.onnx")).graph
     assert {n.domain for n in graph.node} <= {"", "ai.onnx"} and any(n.op_type == "DequantizeLinear" for n in graph.node)
+    # --int8_kernels: uint8 weights by default (exact on every x86 CPU), int8 ones for VNNI CPUs on request
+    weight_types = lambda path: {i.data_type for i in onnx.load(str(path)).graph.initializer if len(i.dims) == 2 and i.data_type in _EIGHT_BIT}  # noqa: E731
+    assert weight_types(tmp_path / "q.onnx") == {onnx.TensorProto.UINT8}
+    assert main(["export", "--model", str(tmp_path / "q"), "--output", str(tmp_path / "v.onnx"), "--int8_kernels", "vnni"]) == 0
+    assert weight_types(tmp_path / "v.onnx") == {onnx.TensorProto.INT8}
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--model", str(tmp_path / "q"), "--output", str(tmp_path / "w.onnx"), "--int8_kernels", "avx2"])
+    assert exit_info.value.code == 2 and not (tmp_path / "w.onnx").exists()
 
 
 def test_quantization_switches_on_at_its_start_step_and_tracks_ranges_before():

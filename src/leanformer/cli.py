@@ -14,6 +14,7 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from transformers import HfArgumentParser
 
@@ -226,6 +227,11 @@ class ExportArgs(ConfigBase):
         default=False,
         metadata={"help": "Quantized models: write the plain QDQ graph (any ONNX runtime) instead of onnxruntime's optimized int8 graph."},
     )
+    int8_kernels: Literal["any", "vnni"] = field(
+        default="any",
+        metadata={"help": "Quantized models: 'any' stores 8-bit weights as uint8, exact on every x86 CPU; 'vnni' as int8, faster "
+                          "on CPUs with AVX512_VNNI/AVX_VNNI/AMX but wrong (saturating) on AVX2-only CPUs."},
+    )
 
     def validate(self) -> None:
         if not self.model or not self.output:
@@ -246,7 +252,7 @@ def cmd_export(argv: list[str]) -> int:
     model = load(args.model)
     seq2seq = get_architecture(model).is_encoder_decoder
     if is_quantized(model):
-        path = (export_int8_seq2seq if seq2seq else export_int8_onnx)(model, args.output, optimize=not args.portable)
+        path = (export_int8_seq2seq if seq2seq else export_int8_onnx)(model, args.output, optimize=not args.portable, kernels=args.int8_kernels)
     else:
         path = export_seq2seq_onnx(model, args.output, opset=args.opset) if seq2seq else export_onnx(model, args.output, opset=args.opset)
     print(json.dumps({"onnx": str(path), "int8": is_quantized(model)}, indent=2))

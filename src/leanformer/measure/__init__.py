@@ -3,7 +3,7 @@
 Each submodule's docstring states its counting rules:
 - `parameters`: `count_parameters`, `linear_parameters`, `total_parameters`, `bytes_on_disk`
 - `flops`: `flops_per_token`
-- `latency`: `measure_latency`, `compare_latency`, `latency_of_model`, `dummy_inputs`, `cpu_name`
+- `latency`: `measure_latency`, `compare_latency`, `latency_of_model`, `dummy_inputs`, `cpu_name`, `cpu_flags`, `int8_path`
 - `results`: `BenchmarkRow`, `write_results`, `read_results`, `markdown_table`, `render_benchmark`
 """
 
@@ -11,9 +11,11 @@ from .flops import attention_matmul_flops, flops_per_token
 from .latency import (
     LatencyResult,
     compare_latency,
+    cpu_flags,
     cpu_name,
     dummy_inputs,
     forward_callable,
+    int8_path,
     latency_of_model,
     measure_latency,
 )
@@ -42,11 +44,13 @@ __all__ = [
     "attention_matmul_flops",
     "bytes_on_disk",
     "compare_latency",
+    "cpu_flags",
     "cpu_name",
     "count_parameters",
     "dummy_inputs",
     "flops_per_token",
     "forward_callable",
+    "int8_path",
     "latency_of_model",
     "linear_parameters",
     "markdown_table",

@@ -142,6 +142,37 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+# x86 flags that decide which int8 matmul kernels onnxruntime runs (and whether u8·s8 can saturate).
+INT8_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_flags(cpuinfo: str | None = None) -> list[str]:
+    """The INT8_FLAGS this CPU has (/proc/cpuinfo's first "flags" line; empty elsewhere)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return []
+    line = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
+    present = set(line.split(":", 1)[-1].split())
+    return [flag for flag in INT8_FLAGS if flag in present]
+
+
+def int8_path(flags: list[str] | None = None) -> str:
+    """How onnxruntime's x86 kernels multiply uint8 activations by int8 weights on this CPU:
+    "amx" / "vnni" (products summed in 32 bits: exact), "avx512-no-vnni" / "avx2" (VPMADDUBSW:
+    pairs of products summed in 16 bits, which saturates), or "other" (not x86 with AVX2)."""
+    flags = cpu_flags() if flags is None else flags
+    if "amx_int8" in flags:
+        return "amx"
+    if "avx512_vnni" in flags or "avx_vnni" in flags:
+        return "vnni"
+    if "avx512bw" in flags:
+        return "avx512-no-vnni"
+    return "avx2" if "avx2" in flags else "other"
+
+
 def _forward_accepts(model: nn.Module, argument: str) -> bool:
     return argument in inspect.signature(model.forward).parameters
 

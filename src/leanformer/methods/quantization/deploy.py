@@ -2,8 +2,10 @@
 onnxruntime's integer kernels.
 
 The exporter turns each fake quantizer into QuantizeLinear → DequantizeLinear with the constant
-scale and zero point the model trained with; weights are then stored as int8 initializers (one
-DequantizeLinear each), so the file is about 4× smaller. onnxruntime's graph optimizer fuses the
+scale and zero point the model trained with; weights are then stored as 8-bit initializers (one
+DequantizeLinear each), so the file is about 4× smaller. Which 8-bit type each grid is stored in
+decides which x86 kernels onnxruntime runs and whether they are exact (INTEGER_KERNELS,
+`stored_grid`): by default every file is exact on every x86 CPU. onnxruntime's graph optimizer fuses the
 DequantizeLinear → MatMul → QuantizeLinear patterns into integer matmuls (QLinearMatMul,
 MatMulIntegerToFloat) on CPU.
 
@@ -25,6 +27,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import onnx
@@ -33,12 +36,53 @@ from onnx import numpy_helper
 from torch import nn
 
 from ...errors import LeanformerError
-from .quantizers import ActivationQuantizer, WeightQuantizer
+from .quantizers import ActivationQuantizer, WeightQuantizer, grid
+
+
+# Which x86 integer kernels an int8 file is written for (`kernels=`). onnxruntime multiplies a uint8
+# activation by an int8 weight with VPMADDUBSW on CPUs without VNNI (AVX2; AVX-512 without VNNI):
+# pairs of u8·s8 products are added in 16 bits and saturate above 32767 (255·127·2 = 64770), so a
+# graph of 8-bit int8 weights is wrong on those CPUs (the logits of a test decoder were off by 0.19).
+# uint8 × uint8 goes through 16-bit products added in 32 bits on every x86 path: exact everywhere.
+INTEGER_KERNELS = {
+    "any": "8-bit weights stored as uint8 (u8×u8 kernels): exact on every x86 CPU",
+    "vnni": "8-bit weights stored as int8 (u8×s8 kernels): faster on CPUs with AVX512_VNNI, AVX_VNNI or AMX, "
+            "wrong (saturating) on AVX2 and on AVX-512 without VNNI",
+}
+
+
+class StoredGrid(NamedTuple):
+    """A quantizer's grid as the export stores it: an 8-bit container and the k-bit range within it."""
+
+    scale: torch.Tensor
+    zero_point: torch.Tensor
+    q_min: int
+    q_max: int
+    c_min: int
+    c_max: int
+
+
+def stored_grid(quantizer: ActivationQuantizer | WeightQuantizer, scale: torch.Tensor, zero_point: torch.Tensor, kernels: str) -> StoredGrid:
+    """The container a quantizer's grid is written in: the same real values either way, since a
+    shift of the integers moves the zero point with them.
+
+    Everything that enters an integer matmul is uint8 (signed grids shifted by 128), except signed
+    weights that cannot saturate a u8·s8 pair (|q| ≤ 63: 7 bits or fewer, onnxruntime's
+    `reduce_range`) or whose file is for VNNI CPUs: those stay int8, for the faster u8×s8 kernels.
+    """
+    if kernels not in INTEGER_KERNELS:
+        raise LeanformerError(f"kernels must be one of {', '.join(INTEGER_KERNELS)}, got {kernels!r}")
+    q_min, q_max = grid(quantizer.bits, quantizer.symmetric)
+    signed_weight = isinstance(quantizer, WeightQuantizer) and q_min < 0 and (kernels == "vnni" or q_max <= 63)
+    shift = 0 if q_min >= 0 or signed_weight else 128
+    c_min, c_max = (-128, 127) if signed_weight else (0, 255)
+    return StoredGrid(scale, zero_point + shift, q_min + shift, q_max + shift, c_min, c_max)
 
 
 @contextlib.contextmanager
-def frozen_for_export(model: nn.Module):
-    """Fix every quantizer's (scale, zero_point) as constants, computed outside the trace."""
+def frozen_for_export(model: nn.Module, kernels: str = "any"):
+    """Fix every quantizer's grid as constants computed outside the trace, in the container that
+    `kernels` (a key of INTEGER_KERNELS) computes exactly."""
     quantizers = [m for m in model.modules() if isinstance(m, (ActivationQuantizer, WeightQuantizer))]
     if not quantizers:
         raise LeanformerError("this model has no quantizers: compress it with QuantizationConfig before exporting it as int8")
@@ -46,11 +90,12 @@ def frozen_for_export(model: nn.Module):
     try:
         for q in quantizers:
             if isinstance(q, WeightQuantizer):
-                q.frozen = tuple(t.clone() for t in q.qparams(sources[q]))
+                params = q.qparams(sources[q])
             else:
                 if int(q.observed) == 0:
                     raise LeanformerError("an activation quantizer has no range yet: train or calibrate the model before exporting it")
-                q.frozen = tuple(t.clone() for t in q.qparams())
+                params = q.qparams()
+            q.frozen = stored_grid(q, *(t.clone() for t in params), kernels)
         yield model
     finally:
         for q in quantizers:
@@ -74,24 +119,59 @@ def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
     return values
 
 
+def _left_of_a_matmul(quantize: onnx.NodeProto, consumers: dict[str, list[onnx.NodeProto]]) -> bool:
+    """Whether a weight's QuantizeLinear reaches the left operand of a MatMul (through its
+    DequantizeLinear and views): a Kronecker factor A in the A-major layout."""
+    frontier = list(consumers.get(quantize.output[0], []))
+    while frontier:
+        node = frontier.pop()
+        if node.op_type == "MatMul":
+            continue
+        for user in (u for o in node.output for u in consumers.get(o, [])):
+            if user.op_type == "MatMul" and user.input[0] == node.output[0]:
+                return True
+            if user.op_type in _WEIGHT_VIEWS:
+                frontier.append(user)
+    return False
+
+
+def _as_int8(q: np.ndarray) -> np.ndarray:
+    """A grid shifted into uint8 (deploy.stored_grid) back in int8: q and its zero point both move
+    by −128, so (q − z)·s is unchanged."""
+    return (q.astype(np.int16) - 128).astype(np.int8)
+
+
 def fold_weight_quantization(model_proto: onnx.ModelProto) -> int:
     """QuantizeLinear applied to a float initializer → the integer initializer itself. Returns how many."""
     graph = model_proto.graph
     inits = {i.name for i in graph.initializer}
     value = _constants(graph).get
 
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
     folded, keep = 0, []
     for node in graph.node:
         if node.op_type == "QuantizeLinear" and node.input[0] in inits:
             x, scale, zero_point = (value(n) for n in node.input[:3])
             if scale is not None and zero_point is not None:
                 axis = _attr(node, "axis", 1)
-                if scale.ndim == 1:  # per-axis: broadcast along `axis`
+                per_axis = scale.ndim == 1
+                if per_axis:  # broadcast along `axis`
                     shape = [1] * x.ndim
                     shape[axis] = -1
                     scale, zero_point = scale.reshape(shape), zero_point.reshape(shape)
                 info = np.iinfo(zero_point.dtype)
                 q = np.clip(np.rint(x / scale) + zero_point.astype(np.int32), info.min, info.max).astype(zero_point.dtype)
+                if per_axis and q.dtype == np.uint8 and _left_of_a_matmul(node, consumers):
+                    # onnxruntime fuses a uint8 left operand with per-row zero points into an integer
+                    # matmul that rejects them at run time; as int8 it stays a float MatMul, as before
+                    signed_zero_point = f"{node.output[0]}/zero_point_int8"
+                    graph.initializer.append(numpy_helper.from_array(_as_int8(value(node.input[2])), signed_zero_point))
+                    for dq in consumers.get(node.output[0], []):
+                        dq.input[2] = signed_zero_point
+                    q = _as_int8(q)
                 graph.initializer.append(numpy_helper.from_array(q, node.output[0]))
                 folded += 1
                 continue
@@ -420,19 +500,21 @@ def _int8_postprocess(optimize: bool):
     return postprocess
 
 
-def export_int8_seq2seq(model: nn.Module, directory: str | os.PathLike, *, optimize: bool = True) -> Path:
-    """Encoder and cached decoder step of a fake-quantized encoder-decoder, as int8 ONNX graphs."""
+def export_int8_seq2seq(model: nn.Module, directory: str | os.PathLike, *, optimize: bool = True, kernels: str = "any") -> Path:
+    """Encoder and cached decoder step of a fake-quantized encoder-decoder, as int8 ONNX graphs
+    (`kernels`: see INTEGER_KERNELS)."""
     from ...onnx_generation import export_seq2seq_onnx
 
-    with frozen_for_export(model), torch.no_grad():
+    with frozen_for_export(model, kernels), torch.no_grad():
         return export_seq2seq_onnx(model, directory, postprocess=_int8_postprocess(optimize))
 
 
-def export_int8_onnx(model: nn.Module, path: str | os.PathLike, *, seq_len: int = 16, optimize: bool = True) -> Path:
+def export_int8_onnx(model: nn.Module, path: str | os.PathLike, *, seq_len: int = 16, optimize: bool = True, kernels: str = "any") -> Path:
     """Write the fake-quantized `model` as an int8 ONNX model, atomically.
 
     `optimize` stores onnxruntime's optimized graph (integer matmul kernels, biases fused); without
-    it the file is the plain QDQ graph with int8 weights.
+    it the file is the plain QDQ graph with 8-bit integer weights. `kernels` picks the x86 integer
+    kernels the file is exact on (INTEGER_KERNELS): "any" by default.
     """
     from ...export import export_onnx
 
@@ -440,7 +522,7 @@ def export_int8_onnx(model: nn.Module, path: str | os.PathLike, *, seq_len: int 
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         float_path = Path(tmp) / "qdq.onnx"
-        with frozen_for_export(model), torch.no_grad():
+        with frozen_for_export(model, kernels), torch.no_grad():
             export_onnx(model, float_path, seq_len=seq_len)
         _int8_postprocess(optimize)(float_path)
         os.replace(float_path, path)

@@ -25,11 +25,6 @@ def grid(bits: int, symmetric: bool) -> tuple[int, int]:
     return 0, 2**bits - 1
 
 
-def _container(bits: int, symmetric: bool) -> tuple[int, int]:
-    """The 8-bit integer type a k-bit grid is stored in (ONNX QuantizeLinear knows int8 and uint8 only)."""
-    return (-128, 127) if symmetric else (0, 255)
-
-
 def _fake_quantize(x, scale, zero_point, bits: int, symmetric: bool, axis: int | None = None):
     q_min, q_max = grid(bits, symmetric)
     if axis is not None:
@@ -37,15 +32,14 @@ def _fake_quantize(x, scale, zero_point, bits: int, symmetric: bool, axis: int |
     return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, q_min, q_max)
 
 
-def _export_quantize(x, frozen, bits: int, symmetric: bool, axis: int | None = None):
-    """ONNX export: QuantizeLinear/DequantizeLinear with constant parameters, in the 8-bit container.
+def _export_quantize(x, frozen, axis: int | None = None):
+    """ONNX export: QuantizeLinear/DequantizeLinear with constant parameters.
 
-    ONNX knows int8/uint8 only, so a k-bit grid (or int8's symmetric [-127, 127]) is stored in
-    [-128, 127] / [0, 255], with a Clip to the k-bit range first when the two differ.
+    `frozen` is a `StoredGrid` (deploy.frozen_for_export): the k-bit grid as stored in an 8-bit
+    container (ONNX knows int8 and uint8 only), zero point moved with it, so the dequantized
+    values are those of training. A per-tensor grid narrower than its container gets a Clip first.
     """
-    scale, zero_point = frozen
-    q_min, q_max = grid(bits, symmetric)
-    c_min, c_max = _container(bits, symmetric)
+    scale, zero_point, q_min, q_max, c_min, c_max = frozen
     if axis is not None:  # weights: their own range is already on the k-bit grid, no clip needed
         return torch.fake_quantize_per_channel_affine(x, scale, zero_point, axis, c_min, c_max)
     s, z = float(scale), int(zero_point)
@@ -76,7 +70,7 @@ class WeightQuantizer(nn.Module):
         super().__init__()
         self.bits, self.symmetric, self.per_row = bits, symmetric, per_row
         self.enabled = True
-        self.frozen = None  # constant (scale, zero_point) while exporting, see deploy.frozen_for_export
+        self.frozen = None  # the stored grid while exporting, see deploy.frozen_for_export
 
     def qparams(self, weight: torch.Tensor):
         w = weight.detach()
@@ -90,7 +84,7 @@ class WeightQuantizer(nn.Module):
             return weight
         axis = 0 if self.per_row else None
         if torch.onnx.is_in_onnx_export() and self.frozen is not None:
-            return _export_quantize(weight, self.frozen, self.bits, self.symmetric, axis)
+            return _export_quantize(weight, self.frozen, axis)
         scale, zero_point = self.qparams(weight)
         return _fake_quantize(weight, scale, zero_point, self.bits, self.symmetric, axis)
 
@@ -114,7 +108,7 @@ class ActivationQuantizer(nn.Module):
         # 0 until the first batch is seen: the first batch sets the range, later ones move it
         self.register_buffer("observed", torch.tensor(1 if self.fixed else 0))
         self.enabled = True
-        self.frozen = None  # constant (scale, zero_point) while exporting, see deploy.frozen_for_export
+        self.frozen = None  # the stored grid while exporting, see deploy.frozen_for_export
 
     @torch.no_grad()
     def observe(self, x: torch.Tensor) -> None:
@@ -138,7 +132,7 @@ class ActivationQuantizer(nn.Module):
                 "(leanformer.methods.quantization.calibrate) before evaluating it"
             )
         if torch.onnx.is_in_onnx_export() and self.frozen is not None:
-            return _export_quantize(x, self.frozen, self.bits, self.symmetric)
+            return _export_quantize(x, self.frozen)
         return _fake_quantize(x, *self.qparams(), self.bits, self.symmetric)
 
     def qparams(self):
