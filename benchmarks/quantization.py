@@ -168,7 +168,7 @@ def translation(args, command: str) -> list[BenchmarkRow]:
     for label, graphs in (("onnx fp32", fp32_dir), ("onnx int8", int8_dir)):
         # next to (not inside) the export directories, which a re-export replaces; named by the
         # graphs' digest, so a changed export is evaluated again
-        digest = hashlib.sha256(b"".join(f.read_bytes() for f in sorted(graphs.glob("*.onnx")))).hexdigest()[:12]
+        digest = hashlib.sha256(b"".join(f.read_bytes() for f in sorted(graphs.iterdir()) if f.suffix != ".json")).hexdigest()[:12]
         bleu[label] = _saved(onnx_dir / f"{label.replace(' ', '_')}_test_bleu-{digest}.json", lambda r=runners[label]: evaluate_model(
             r, tokenizer, task, "test", batch_size=128, max_length=128, progress=False))["bleu"]
     beam = {"pytorch fp32": record["metrics"]["test_beam4"]["bleu"]}
@@ -179,8 +179,8 @@ def translation(args, command: str) -> list[BenchmarkRow]:
             leanformer.load(path), tokenizer, task, "test", batch_size=128, max_length=128, num_beams=4, progress=False))["bleu"]
     lat = {k: (latency[1][k].median_ms, latency[32][k].median_ms) for k in runners}
     size = {"pytorch fp32": (teacher_path / "model.safetensors").stat().st_size,
-            "onnx fp32": sum(f.stat().st_size for f in fp32_dir.glob("*.onnx")),
-            "onnx int8": sum(f.stat().st_size for f in int8_dir.glob("*.onnx"))}
+            "onnx fp32": sum(f.stat().st_size for f in fp32_dir.iterdir()),  # both graphs and the tensors they share
+            "onnx int8": sum(f.stat().st_size for f in int8_dir.iterdir())}
     params = count_parameters(teacher)["total"]
     t_bleu, t_size, t_lat = bleu["pytorch fp32"], size["pytorch fp32"], lat["pytorch fp32"]
     rows = [

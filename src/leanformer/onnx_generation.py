@@ -1,5 +1,8 @@
 """Encoder-decoder models as two ONNX graphs, and greedy generation with a key/value cache in onnxruntime.
 
+The tensors both graphs hold (the token table; Marian's sinusoidal positions) are stored once, in
+`shared.data` beside them (ONNX external data): copy the whole directory.
+
 `encoder.onnx`: (input_ids, attention_mask) → encoder states and, for every decoder layer, the
 cross-attention keys and values (computed once per sentence, through the architecture tables).
 `decoder.onnx`: one step, (decoder_input_ids, encoder states, encoder mask, past self-attention
@@ -26,6 +29,54 @@ from .architectures import get_architecture, iter_layers
 from .errors import LeanformerError
 
 ENCODER, DECODER, META = "encoder.onnx", "decoder.onnx", "generation.json"
+SHARED = "shared.data"  # tensors both graphs hold (token table, position table), stored once
+_ALIGN = 4096  # external tensors start on a page boundary, so onnxruntime can map them
+
+
+def share_initializers(directory: Path, files: tuple[str, ...] = (ENCODER, DECODER), min_bytes: int = 4096) -> int:
+    """Initializers that every graph in `files` holds with the same type, shape and bytes → written
+    once to SHARED as ONNX external data, which each graph reads (onnxruntime resolves the location
+    relative to the graph's file). Returns the bytes saved.
+
+    The encoder and the decoder both embed tokens (and Marian both add the same sinusoidal
+    positions): without this each file carries its own copy of the largest tensor.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    protos = {name: onnx.load(str(directory / name)) for name in files}
+    by_content: list[dict[tuple, list]] = []
+    for proto in protos.values():
+        tensors: dict[tuple, list] = {}
+        for init in proto.graph.initializer:
+            array = numpy_helper.to_array(init)
+            if array.nbytes >= min_bytes:
+                tensors.setdefault((init.data_type, tuple(init.dims), array.tobytes()), []).append(init)
+        by_content.append(tensors)
+    common = set(by_content[0]).intersection(*by_content[1:]) if len(by_content) > 1 else set()
+    if not common:
+        return 0
+    saved, offset = 0, 0
+    with open(directory / SHARED, "wb") as f:
+        for key in sorted(common, key=lambda k: -len(k[2])):
+            data = key[2]
+            offset += -offset % _ALIGN
+            f.seek(offset)
+            f.write(data)
+            for tensors in by_content:
+                for init in tensors[key]:
+                    for field in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+                        init.ClearField(field)
+                    del init.external_data[:]
+                    for entry, value in (("location", SHARED), ("offset", offset), ("length", len(data))):
+                        init.external_data.add(key=entry, value=str(value))
+                    init.data_location = onnx.TensorProto.EXTERNAL
+                    saved += len(data)
+            saved -= len(data)
+            offset += len(data)
+    for name, proto in protos.items():
+        (directory / name).write_bytes(proto.SerializeToString())  # as is: the tensors already point to SHARED
+    return saved
 
 
 def _cross_projections(model: nn.Module) -> list[tuple[nn.Module, nn.Module, int]]:
@@ -128,6 +179,7 @@ def export_seq2seq_onnx(model: nn.Module, directory: str | os.PathLike, *, opset
         if postprocess is not None:
             postprocess(tmp / ENCODER)
             postprocess(tmp / DECODER)
+        share_initializers(tmp)
         meta = {"layers": layers, "heads": heads, "head_dim": int(cross[0].shape[-1]),
                 "decoder_start_token_id": config.decoder_start_token_id, "eos_token_id": config.eos_token_id,
                 "pad_token_id": config.pad_token_id, "forced_eos_token_id": getattr(config, "forced_eos_token_id", None)}

@@ -378,6 +378,46 @@ def store_tied_tables_transposed(model_proto: onnx.ModelProto) -> int:
     return rewritten
 
 
+def store_gathered_tables_transposed(model_proto: onnx.ModelProto) -> int:
+    """An integer table that is only gathered by rows (an encoder's token table) → stored
+    transposed and gathered by columns, then the few looked-up vectors transposed back. Returns
+    how many.
+
+    For encoder-decoders: the decoder stores its tied table transposed (for the LM head, see
+    store_tied_tables_transposed), so with this the encoder holds the same bytes and the two
+    graphs can share one copy (onnx_generation.share_initializers). Exact: a layout change.
+    """
+    graph = model_proto.graph
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    integer = (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+    rewritten, added, known_ranks = 0, [], None
+    for table in [i for i in graph.initializer if len(i.dims) == 2 and i.data_type in integer]:
+        users = consumers.get(table.name, [])
+        if not users or not all(n.op_type == "Gather" and n.input[0] == table.name and _attr(n, "axis", 0) == 0 for n in users):
+            continue
+        known_ranks = known_ranks if known_ranks is not None else _ranks(model_proto)
+        ranks = [known_ranks.get(n.input[1]) for n in users]
+        if None in ranks:
+            continue
+        transposed = numpy_helper.from_array(np.ascontiguousarray(numpy_helper.to_array(table).T), f"{table.name}/transposed")
+        graph.initializer.remove(table)
+        graph.initializer.append(transposed)
+        for gather, rank in zip(users, ranks):
+            out = gather.output[0]
+            gather.input[0], gather.output[0] = transposed.name, f"{out}/columns"
+            _set_attr(gather, "axis", 1)
+            added.append((gather, onnx.helper.make_node("Transpose", [gather.output[0]], [out], perm=[*range(1, rank + 1), 0])))
+        rewritten += 1
+    after = {id(g): t for g, t in added}
+    nodes = [m for n in graph.node for m in ([n, after[id(n)]] if id(n) in after else [n])]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return rewritten
+
+
 def fuse_bias_into_integer_matmul(model_proto: onnx.ModelProto) -> int:
     """MatMulIntegerToFloat followed by Add(constant bias) → one MatMulIntegerToFloat with its bias input."""
     graph = model_proto.graph
@@ -484,13 +524,17 @@ def optimize_for_onnxruntime(path: Path) -> None:
     optimized.unlink()
 
 
-def _int8_postprocess(optimize: bool):
+def _int8_postprocess(optimize: bool, tables_transposed: bool = False):
+    """The graph rewrites of an int8 file; `tables_transposed`: every gathered table stored
+    transposed, as a tied decoder stores its own (encoder-decoders: one layout, one shared copy)."""
     def postprocess(path: Path) -> None:
         proto = onnx.load(str(path))
         if fold_weight_quantization(proto) == 0:
             raise LeanformerError("the exported graph has no quantized weights to store as int8")
         gather_quantized_rows(proto)
         store_tied_tables_transposed(proto)
+        if tables_transposed:
+            store_gathered_tables_transposed(proto)
         fold_weight_views(proto)
         compact_names(proto)
         onnx.save(proto, str(path))
@@ -506,7 +550,7 @@ def export_int8_seq2seq(model: nn.Module, directory: str | os.PathLike, *, optim
     from ...onnx_generation import export_seq2seq_onnx
 
     with frozen_for_export(model, kernels), torch.no_grad():
-        return export_seq2seq_onnx(model, directory, postprocess=_int8_postprocess(optimize))
+        return export_seq2seq_onnx(model, directory, postprocess=_int8_postprocess(optimize, tables_transposed=True))
 
 
 def export_int8_onnx(model: nn.Module, path: str | os.PathLike, *, seq_len: int = 16, optimize: bool = True, kernels: str = "any") -> Path:
