@@ -3,9 +3,11 @@
     .venv/bin/python benchmarks/quantization.py [--parts classification translation] [--repeats 10]
 
 Classification (MiniLM-L6 on SST-2, the cached teacher of benchmarks/teacher.py): fp32 teacher,
-8-bit QAT (distilled), 8-bit PTQ (calibration only), onnxruntime's own `quantize_dynamic` of the
-fp32 ONNX file; accuracy of each as deployed, size of the deployed file, latency b1/b32 (seq 128)
-of PyTorch fp32, ONNX fp32, ONNX dynamic int8 and our int8, interleaved in one run.
+8-bit QAT (distilled), 8-bit PTQ (calibration only), QAT with 7-bit weights, onnxruntime's own
+`quantize_dynamic` of the fp32 ONNX file (plain and `reduce_range`); the 8-bit QAT student also
+exported for VNNI CPUs (`kernels="vnni"`: int8 weights, saturating on CPUs without VNNI); accuracy
+of each as deployed, size of the deployed file, latency b1/b32 (seq 128), interleaved in one run.
+Rows record the CPU, its int8 flags and onnxruntime's u8·s8 path there (`int8_path`).
 
 Translation (bible_en_fr, a Marian model trained from scratch: `leanformer finetune --model
 scratch`, settings below): greedy BLEU of the fp32 teacher and of QAT and PTQ students at 8, 6
@@ -31,7 +33,7 @@ import leanformer
 from leanformer.distill import DistillationConfig
 from leanformer.evaluation import evaluate_model
 from leanformer.export import OnnxClassifier, export_onnx
-from leanformer.measure import BenchmarkRow, compare_latency, count_parameters, dummy_inputs
+from leanformer.measure import BenchmarkRow, compare_latency, count_parameters, cpu_flags, cpu_name, dummy_inputs, int8_path
 from leanformer.methods.quantization import QuantizationConfig, export_int8_onnx, export_int8_seq2seq
 from leanformer.onnx_generation import OnnxSeq2Seq, export_seq2seq_onnx
 from leanformer.student import distil_student
@@ -45,6 +47,7 @@ from teacher import teacher_settings  # noqa: E402  (same teachers as benchmarks
 
 HERE = Path(__file__).parent
 RUNS = Path("runs/bench/quantization")
+CPU = cpu_name()
 
 # The translation teacher (about 2 h 20 min on 2 CPU cores; cached after the first run):
 #   leanformer finetune --task bible_en_fr --model scratch --epochs 16 --batch_size 64 \
@@ -61,6 +64,7 @@ def _student(teacher: Path, config: QuantizationConfig, task, train: TrainConfig
 
 def _row(label, method, task, metric_name, metric, teacher_metric, params, teacher_params, size, teacher_size,
          lat, teacher_lat, command, **extra) -> BenchmarkRow:
+    extra = {"cpu": CPU, "cpu_flags": cpu_flags(), "int8_path": int8_path(), **extra}
     return BenchmarkRow(
         model=label, method=method, task=task, metric_name=metric_name, metric=metric, teacher_metric=teacher_metric,
         params=params, teacher_params=teacher_params, bytes=size, teacher_bytes=teacher_size,
@@ -85,6 +89,8 @@ def classification(args, command: str) -> list[BenchmarkRow]:
     common = dict(max_length=128, batch_size=32, report_to="none", logging_steps=50)
     qat = _student(teacher_path, QuantizationConfig(), task, TrainConfig(epochs=1.0, learning_rate=2e-5, **common), RUNS / "sst2-qat8")
     ptq = _student(teacher_path, QuantizationConfig(calibration_batches=16), task, TrainConfig(epochs=0.0, **common), RUNS / "sst2-ptq8")
+    # 7-bit weights (onnxruntime's reduce_range), trained on that grid: int8 storage cannot saturate u8·s8 pairs
+    qat7w = _student(teacher_path, QuantizationConfig(weight_bits=7), task, TrainConfig(epochs=1.0, learning_rate=2e-5, **common), RUNS / "sst2-qat7w")
     if args.train_only:
         return []
 
@@ -94,7 +100,12 @@ def classification(args, command: str) -> list[BenchmarkRow]:
     files = {"fp32": export_onnx(teacher, onnx_dir / "fp32.onnx")}
     quantize_dynamic(str(files["fp32"]), str(onnx_dir / "dynamic.onnx"), weight_type=QuantType.QInt8)
     files["dynamic"] = onnx_dir / "dynamic.onnx"
+    # onnxruntime's documented remedy on CPUs without VNNI: 7-bit weights
+    quantize_dynamic(str(files["fp32"]), str(onnx_dir / "dynamic-reduce_range.onnx"), weight_type=QuantType.QInt8, reduce_range=True)
+    files["dynamic reduce_range"] = onnx_dir / "dynamic-reduce_range.onnx"
     files["qat8"] = export_int8_onnx(leanformer.load(qat), onnx_dir / "qat8.onnx")
+    files["qat8 vnni"] = export_int8_onnx(leanformer.load(qat), onnx_dir / "qat8-vnni.onnx", kernels="vnni")
+    files["qat7w"] = export_int8_onnx(leanformer.load(qat7w), onnx_dir / "qat7w.onnx")
     files["ptq8"] = export_int8_onnx(leanformer.load(ptq), onnx_dir / "ptq8.onnx")
     runners = {"pytorch fp32": teacher, **{k: OnnxClassifier(p, threads=2, spinning=False) for k, p in files.items()}}
     tokenizer = AutoTokenizer.from_pretrained(teacher_path)
@@ -102,7 +113,8 @@ def classification(args, command: str) -> list[BenchmarkRow]:
     for label, runner in runners.items():
         if label not in accuracy:
             accuracy[label] = evaluate_model(runner, tokenizer, task, "test", max_length=128, progress=False)["accuracy"]
-    qat_fake = json.loads((qat / "leanformer_metrics.json").read_text())["metrics"]["test"]["accuracy"]
+    fake = {key: json.loads((path / "leanformer_metrics.json").read_text())["metrics"]["test"]["accuracy"]
+            for key, path in (("qat8", qat), ("qat8 vnni", qat), ("qat7w", qat7w), ("ptq8", ptq))}
 
     latency = {}
     for b in (1, 32):
@@ -114,16 +126,21 @@ def classification(args, command: str) -> list[BenchmarkRow]:
     sizes = {"pytorch fp32": (teacher_path / "model.safetensors").stat().st_size, **{k: p.stat().st_size for k, p in files.items()}}
     lat = {k: (latency[1][k].median_ms, latency[32][k].median_ms) for k in runners}
     described = {
-        "pytorch fp32": ("teacher (PyTorch fp32)", "teacher", {}),
-        "fp32": ("teacher, ONNX fp32", "onnxruntime fp32", {}),
-        "dynamic": ("teacher, onnxruntime quantize_dynamic int8", "ort dynamic int8", {}),
-        "ptq8": ("8-bit PTQ, ONNX int8", "quantization (PTQ)", {}),
-        "qat8": ("8-bit QAT, ONNX int8", "quantization (QAT)", {"fake_quant_accuracy": qat_fake}),
+        "pytorch fp32": ("teacher (PyTorch fp32)", "teacher"),
+        "fp32": ("teacher, ONNX fp32", "onnxruntime fp32"),
+        "dynamic": ("teacher, onnxruntime quantize_dynamic int8", "ort dynamic int8"),
+        "dynamic reduce_range": ("teacher, onnxruntime quantize_dynamic int8, reduce_range (7-bit weights)", "ort dynamic int8"),
+        "ptq8": ("8-bit PTQ, ONNX int8", "quantization (PTQ)"),
+        "qat8": ("8-bit QAT, ONNX int8", "quantization (QAT)"),
+        "qat8 vnni": ("8-bit QAT, ONNX int8, --int8_kernels vnni (int8 weights)", "quantization (QAT)"),
+        "qat7w": ("QAT 7-bit weights / 8-bit activations, ONNX int8", "quantization (QAT)"),
     }
+    kernels = {"ptq8": "any", "qat8": "any", "qat8 vnni": "vnni", "qat7w": "any"}
     return [
         _row(label, method, name, "accuracy", accuracy[key], accuracy["pytorch fp32"], params, params, sizes[key],
-             sizes["pytorch fp32"], lat[key], lat["pytorch fp32"], command, runtime=key, **extra)
-        for key, (label, method, extra) in described.items()
+             sizes["pytorch fp32"], lat[key], lat["pytorch fp32"], command, runtime=key,
+             **({"fake_quant_accuracy": fake[key], "int8_kernels": kernels[key]} if key in fake else {}))
+        for key, (label, method) in described.items()
     ]
 
 

@@ -22,10 +22,12 @@ from .measure import (
     bytes_on_disk,
     compare_latency,
     count_parameters,
+    cpu_flags,
     cpu_name,
     dummy_inputs,
     flops_per_token,
     forward_callable,
+    int8_path,
 )
 
 
@@ -125,7 +127,7 @@ def benchmark(
         )
 
     t = measured(teacher.label, teacher.path)
-    cpu = cpu_name()
+    cpu, flags, path = cpu_name(), cpu_flags(), int8_path()
     rows = []
     for c in candidates:
         m = measured(c.label, c.path)
@@ -148,7 +150,7 @@ def benchmark(
                 flops_per_token=m["flops_per_token"],
                 teacher_flops_per_token=t["flops_per_token"],
                 command=command,
-                extra={"cpu": cpu, "seq_len": seq_len, "threads": threads, "repeats": repeats, "batch_sizes": list(batch_sizes), "params_by_kind": count_parameters(models[c.label]),
+                extra={"cpu": cpu, "cpu_flags": flags, "int8_path": path, "seq_len": seq_len, "threads": threads, "repeats": repeats, "batch_sizes": list(batch_sizes), "params_by_kind": count_parameters(models[c.label]),
                        "runtime": "onnxruntime" + (" int8" if is_quantized(models[c.label]) else "") if c.label in deployed else "pytorch"},
             )
         )
