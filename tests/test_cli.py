@@ -66,3 +66,48 @@ def test_bad_data_file_from_the_command_line_prints_no_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert str(empty) in result.stderr or "empty.csv" in result.stderr
+
+
+def _config_classes():
+    """Every config dataclass leanformer defines (methods, training, distillation, CLI commands)."""
+    import leanformer.cli  # noqa: F401  (defines the command configs)
+    import leanformer.methods  # noqa: F401
+    from leanformer.config import ConfigBase
+
+    seen, stack = [], list(ConfigBase.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        if cls not in seen:
+            seen.append(cls)
+            stack.extend(cls.__subclasses__())
+    return seen
+
+
+def _float_fields():
+    import typing
+
+    out = []
+    for cls in _config_classes():
+        hints = typing.get_type_hints(cls)
+        out += [(cls, f.name) for f in dataclasses.fields(cls) if f.init and float in (hints[f.name], *typing.get_args(hints[f.name]))]
+    return out
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_numbers_are_refused_by_every_config(value):
+    from leanformer.errors import ConfigError
+
+    fields = _float_fields()
+    assert len(fields) > 20  # every method, training and distillation config is covered
+    for cls, name in fields:
+        with pytest.raises(ConfigError, match=f"{cls.__name__}.{name}: expected a finite number"):
+            cls.from_dict({name: value})
+
+
+@pytest.mark.parametrize("flag, value", [("--epochs", "nan"), ("--learning_rate", "inf"), ("--warmup_ratio", "-inf"), ("--temperature", "NaN")])
+def test_non_finite_flags_are_one_line_errors_and_nothing_is_written(tmp_path, capsys, flag, value):
+    out = tmp_path / "student"
+    assert main(["compress", "--teacher", str(tmp_path / "t"), "--output_dir", str(out), "--method", "quantization", f"{flag}={value}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "expected a finite number" in err and flag.lstrip("-") in err and "\n" not in err
+    assert not out.exists()
