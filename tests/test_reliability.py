@@ -211,3 +211,63 @@ def test_loading_never_runs_code():
     for name, text in sources.items():
         assert not re.search(r"yaml\.load\(|torch\.load\(|import pickle|unsafe_load", text), name
     assert inspect.signature(leanformer.load).parameters["trust_remote_code"].default is False
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("where", ["teacher", "teacher/sub", "teacher/../teacher", ".", "link", "data.csv", "data.csv/x"])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_an_output_on_an_input_is_refused_and_the_input_is_untouched(tiny_task, capsys, where, overwrite):
+    """The output directory is, contains or lies inside the teacher or the data file (by any path
+    spelling, through a symlink too): one line, exit 2, nothing replaced, even with --overwrite."""
+    d = tiny_task
+    (d / "link").symlink_to(d / "teacher")
+    before = _snapshot(d)
+    argv = ["compress", "--teacher", str(d / "teacher"), "--task", str(d / "data.csv"), "--text_columns", "text", "--label_column", "label",
+            "--method", "quantization", "--output_dir", str(d / where), "--epochs", "1", "--max_length", "16"] + (["--overwrite"] if overwrite else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "choose an output directory apart from the inputs" in err
+    assert ("the teacher" in err) or ("the data file" in err)
+    assert _snapshot(d) == before
+
+
+@pytest.mark.parametrize("command", ["general", "export"])
+def test_commands_that_write_replace_an_existing_output_only_with_overwrite(tiny_task, capsys, command):
+    d = tiny_task
+    out = d / "existing"
+    out.mkdir()
+    (out / "mine.txt").write_text("the user's file")
+    argv = (["general", "--pretrained", str(d / "teacher"), "--corpus", str(d / "data.csv"), "--method", "quantization"] if command == "general"
+            else ["export", "--model", str(d / "teacher")]) + (["--output_dir" if command == "general" else "--output", str(out)])
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"leanformer: error: output {str(out)!r} exists: pass --overwrite or choose another path"
+    assert (out / "mine.txt").read_text() == "the user's file"
+
+
+def test_export_over_its_own_model_directory_is_refused(tiny_task, capsys):
+    d = tiny_task
+    before = _snapshot(d / "teacher")
+    assert main(["export", "--model", str(d / "teacher"), "--output", str(d / "teacher"), "--overwrite"]) == 2
+    assert "is the model" in capsys.readouterr().err
+    assert _snapshot(d / "teacher") == before
+    # a new file next to the model is fine
+    assert main(["export", "--model", str(d / "teacher"), "--output", str(d / "teacher" / "model.onnx")]) == 0
+
+
+def test_the_python_entry_points_refuse_an_output_on_an_input_too(tiny_task):
+    from leanformer.student import distil_recipe
+    from leanformer.recipe import Recipe, Stage
+
+    d = tiny_task
+    task = TaskConfig(task=str(d / "data.csv"), text_columns=["text"], label_column="label").load(seed=0)
+    before = _snapshot(d / "teacher")
+    train = TrainConfig(**TRAIN)
+    with pytest.raises(LeanformerError, match="is inside the teacher"):
+        distil_student(d / "teacher", CONFIGS["quantization"], task, train, DistillationConfig(), d / "teacher" / "student", overwrite=True)
+    with pytest.raises(LeanformerError, match="contains the teacher"):
+        distil_recipe(d / "teacher", Recipe([Stage("quantization", CONFIGS["quantization"])]), task, d, train=train, overwrite=True)
+    assert _snapshot(d / "teacher") == before

@@ -110,6 +110,27 @@ def check_writable(path: str | os.PathLike) -> None:
     shutil.rmtree(writable_temp_dir(Path(path)))
 
 
+def check_output_apart(output: str | os.PathLike, inputs: dict[str, str | os.PathLike | None], *, inside_allowed: bool = False) -> None:
+    """Refuse an output directory that is, contains or lies inside one of the run's inputs (by role:
+    "teacher", "data file", ...): writing it would replace or mix into what the user handed in, and
+    --overwrite is about an old output, never about an input. Paths are compared resolved (links,
+    "..", relative paths); inputs that are not paths on disk (packaged names) are skipped.
+    `inside_allowed`: an output that only adds a new entry inside an input directory (an exported
+    ONNX file next to the model it came from) is fine."""
+    out = Path(output).resolve()
+    for role, value in inputs.items():
+        if value is None or not Path(value).exists():
+            continue
+        given = Path(value).resolve()
+        relation = "is" if out == given else "contains" if out in given.parents else None
+        if relation is None and given in out.parents and not inside_allowed:
+            relation = "is inside"
+        if relation:
+            raise LeanformerError(
+                f"output directory {str(output)!r} {relation} the {role} {str(value)!r}: writing there would replace the input; "
+                "choose an output directory apart from the inputs")
+
+
 def writable_temp_dir(path: Path) -> Path:
     """A fresh temporary sibling of `path` (created with its parents), or a clear error if the place is not writable."""
     try:

@@ -105,6 +105,7 @@ def cmd_finetune(argv: list[str]) -> int:
 @dataclass
 class GeneralArgs(ConfigBase):
     output_dir: str = field(default="", metadata={"help": "Where the general-distillation student is written."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing output directory."})
     method: str | None = field(default=None, metadata={"help": "Compression method name."})
     recipe: str | None = field(default=None, metadata={"help": "YAML recipe; its method/config (and general_train, if any) are used."})
 
@@ -137,6 +138,7 @@ def _distillation_given(argv: list[str]) -> bool:
 
 
 def cmd_compress(argv: list[str]) -> int:
+    from .api import check_output_apart
     from .distill import DistillationConfig
     from .recipe import Recipe, Stage
     from .registry import available_methods
@@ -153,6 +155,7 @@ def cmd_compress(argv: list[str]) -> int:
     args, task_cfg, train_cfg, distill_cfg = parsed[:4]
     if recipe is None:
         recipe = Recipe([Stage(method.name, parsed[4])])
+    check_output_apart(args.output_dir, {"teacher": args.teacher, "init encoder": args.init_encoder, "data file": task_cfg.task, "recipe": args.recipe})
     task = task_cfg.load(seed=train_cfg.seed)
     path = distil_recipe(
         args.teacher, recipe, task, args.output_dir, train=train_cfg, distillation=distill_cfg if _distillation_given(argv) else None,
@@ -162,7 +165,14 @@ def cmd_compress(argv: list[str]) -> int:
     return 0
 
 
+def _check_new_output(path: str, overwrite: bool) -> None:
+    """The rule of every command that writes: an existing output is replaced only with --overwrite."""
+    if Path(path).exists() and not overwrite:
+        raise ConfigError(f"output {path!r} exists: pass --overwrite or choose another path")
+
+
 def cmd_general(argv: list[str]) -> int:
+    from .api import check_output_apart
     from .distill.general import GeneralDistillationConfig, general_distillation
     from .training import TrainConfig
 
@@ -174,6 +184,8 @@ def cmd_general(argv: list[str]) -> int:
     if recipe:
         general = recipe.stages[0].general or general
         train_cfg = recipe.stages[0].general_train or train_cfg
+    check_output_apart(args.output_dir, {"pre-trained model": general.pretrained, "corpus": general.corpus})
+    _check_new_output(args.output_dir, args.overwrite)
     path = general_distillation(general, method_cfg, train_cfg, args.output_dir)
     print(json.dumps({"general_student": str(path)}, indent=2))
     return 0
@@ -227,6 +239,7 @@ class ExportArgs(ConfigBase):
         default=False,
         metadata={"help": "Quantized models: write the plain QDQ graph (any ONNX runtime) instead of onnxruntime's optimized int8 graph."},
     )
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing output file (directory for encoder-decoders)."})
     int8_kernels: Literal["any", "vnni"] = field(
         default="any",
         metadata={"help": "Quantized models: 'any' stores 8-bit weights as uint8, exact on every x86 CPU; 'vnni' as int8, faster "
@@ -239,7 +252,7 @@ class ExportArgs(ConfigBase):
 
 
 def cmd_export(argv: list[str]) -> int:
-    from .api import load
+    from .api import check_output_apart, load
     from .architectures import get_architecture
     from .export import export_onnx
     from .methods.quantization import export_int8_onnx, export_int8_seq2seq, is_quantized
@@ -249,6 +262,8 @@ def cmd_export(argv: list[str]) -> int:
         (ExportArgs,), argv, "leanformer export",
         "Export a saved model to ONNX: factored layers stay factored, quantized models become int8, encoder-decoders get a cached decoder step.",
     )
+    check_output_apart(args.output, {"model": args.model}, inside_allowed=True)
+    _check_new_output(args.output, args.overwrite)
     model = load(args.model)
     seq2seq = get_architecture(model).is_encoder_decoder
     if is_quantized(model):

@@ -13,7 +13,7 @@ import transformers
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, DataCollatorForSeq2Seq, DataCollatorWithPadding
 
-from .api import check_writable, compress, load, save
+from .api import check_output_apart, check_writable, compress, load, save
 from .architectures import check_sequence_length
 from .config import ConfigBase
 from .data import TaskData, tokenize_dataset
@@ -54,6 +54,7 @@ def distil_student(
     the teacher still distils.
     """
     output_dir = Path(output_dir)
+    check_output_apart(output_dir, {"teacher": teacher_path, "init encoder": init_encoder, "previous student": init_student, "data file": task.spec.name})
     if output_dir.exists() and not overwrite:
         raise LeanformerError(f"output directory {str(output_dir)!r} exists: pass --overwrite or choose another path")
     check_writable(output_dir)
@@ -222,6 +223,7 @@ def distil_recipe(
     """
     from .distill.general import general_distillation
 
+    check_output_apart(output_dir, {"teacher": teacher_path, "init encoder": init_encoder, "data file": task.spec.name})
     if Path(output_dir).exists() and not overwrite:
         raise LeanformerError(f"output directory {str(output_dir)!r} exists: pass --overwrite or choose another path")
     previous = None
