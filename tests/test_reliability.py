@@ -271,3 +271,35 @@ def test_the_python_entry_points_refuse_an_output_on_an_input_too(tiny_task):
     with pytest.raises(LeanformerError, match="contains the teacher"):
         distil_recipe(d / "teacher", Recipe([Stage("quantization", CONFIGS["quantization"])]), task, d, train=train, overwrite=True)
     assert _snapshot(d / "teacher") == before
+
+
+def _break_tokenizer(teacher: Path, how: str) -> None:
+    import transformers
+
+    from tiny_models import WORDS
+
+    if how.startswith("missing"):  # every tokenizer file gone (the config and weights stay)
+        for f in teacher.iterdir():
+            if f.name != "config.json" and not f.name.endswith(".safetensors") and (how == "missing all" or "tokenizer" in f.name):
+                f.unlink()
+        return
+    extra = 200 if how == "larger vocabulary" else -60  # ids past the table / most of the table unreachable
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + (WORDS + [f"x{i}" for i in range(extra)] if extra > 0 else WORDS[:extra])
+    for f in teacher.iterdir():
+        if "tokenizer" in f.name or f.name in ("vocab.txt", "special_tokens_map.json"):
+            f.unlink()
+    transformers.BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(teacher)
+
+
+@pytest.mark.parametrize("how", ["missing all", "missing tokenizer files", "larger vocabulary", "smaller vocabulary"])
+@pytest.mark.parametrize("command", ["compress", "evaluate"])
+def test_a_missing_or_mismatched_tokenizer_is_an_error_and_nothing_is_written(tiny_task, capsys, how, command):
+    d = tiny_task
+    _break_tokenizer(d / "teacher", how)
+    data = ["--task", str(d / "data.csv"), "--text_columns", "text", "--label_column", "label"]
+    argv = (["compress", "--teacher", str(d / "teacher"), "--method", "quantization", "--output_dir", str(d / "out"), "--max_length", "16"]
+            if command == "compress" else ["evaluate", "--model", str(d / "teacher")]) + data
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert str(d / "teacher") in err and ("holds no tokenizer" in err or "but the model's embedding table has 100 rows" in err), err
+    assert not (d / "out").exists() and not (d / "out.checkpoints").exists()

@@ -105,6 +105,27 @@ def save(
     return path
 
 
+# What a saved tokenizer leaves in its directory (fast, WordPiece, BPE, SentencePiece and Marian's).
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model", "source.spm")
+
+
+def load_tokenizer(path: str | os.PathLike, vocab_size: int | None = None):
+    """The tokenizer saved with a model, refused when it is missing (transformers would silently
+    build one of five special tokens: every word `[UNK]`) or does not fit the model's embedding
+    table of `vocab_size` rows (ids past its end, or most of its rows unreachable)."""
+    directory = Path(path)
+    if directory.is_dir() and not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        raise LeanformerError(
+            f"{str(path)!r} holds no tokenizer (none of {', '.join(TOKENIZER_FILES)}): save the model's tokenizer with it "
+            "(tokenizer.save_pretrained(DIR))")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    if vocab_size is not None and not vocab_size // 2 <= len(tokenizer) <= vocab_size:
+        raise LeanformerError(
+            f"the tokenizer in {str(path)!r} has {len(tokenizer)} tokens but the model's embedding table has {vocab_size} rows: "
+            "save the tokenizer the model was trained with in its directory")
+    return tokenizer
+
+
 def check_writable(path: str | os.PathLike) -> None:
     """Fail now, not after hours of training, if `path` cannot be written."""
     shutil.rmtree(writable_temp_dir(Path(path)))

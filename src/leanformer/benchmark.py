@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
-from transformers import AutoTokenizer
 
-from .api import load, recipe_of
+from .api import load, load_tokenizer, recipe_of
 from .architectures import max_sequence_length
 from .errors import ConfigError
 from .methods.quantization import is_quantized
@@ -100,7 +99,7 @@ def benchmark(
     metrics = {}
     for c in candidates:
         if c.metric is None:
-            tokenizer = AutoTokenizer.from_pretrained(c.path)
+            tokenizer = load_tokenizer(c.path, models[c.label].config.vocab_size)
             runner = deployed[c.label][1] if c.label in deployed else models[c.label]
             result = evaluate_model(runner, tokenizer, task, split, batch_size=eval_batch_size, max_length=max_length, progress=progress)
             metrics[c.label] = result[metric_name]

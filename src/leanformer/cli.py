@@ -192,15 +192,13 @@ def cmd_general(argv: list[str]) -> int:
 
 
 def cmd_evaluate(argv: list[str]) -> int:
-    from transformers import AutoTokenizer
-
-    from .api import load
+    from .api import load, load_tokenizer
     from .evaluation import evaluate_model
     from .teacher import TaskConfig
 
     args, task_cfg = _parse((EvaluateArgs, TaskConfig), argv, "leanformer evaluate", "Evaluate a saved model on a task split.")
     model = load(args.model)
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    tokenizer = load_tokenizer(args.model, model.config.vocab_size)
     metrics = evaluate_model(
         model, tokenizer, task_cfg.load(), args.split, batch_size=args.batch_size, max_length=args.max_length,
         max_examples=args.max_examples, num_beams=args.num_beams,

@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 import transformers
 from torch.utils.data import DataLoader
-from transformers import AutoTokenizer, DataCollatorForSeq2Seq, DataCollatorWithPadding
+from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding
 
-from .api import check_output_apart, check_writable, compress, load, save
+from .api import check_output_apart, check_writable, compress, load, load_tokenizer, save
 from .architectures import check_sequence_length
 from .config import ConfigBase
 from .data import TaskData, tokenize_dataset
@@ -71,7 +71,7 @@ def distil_student(
     method = method_for_config(method_config)
     teacher = load(teacher_path)
     check_sequence_length(teacher.config, train.max_length, str(teacher_path))
-    tokenizer = AutoTokenizer.from_pretrained(teacher_path)
+    tokenizer = load_tokenizer(teacher_path, teacher.config.vocab_size)
     check_task_fits(teacher, tokenizer, task, str(teacher_path))
     base = load(init_student) if init_student is not None else copy.deepcopy(teacher)
     check_same_vocabulary(teacher, base, str(init_student))

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import transformers
-from transformers import AutoTokenizer, DataCollatorForSeq2Seq, DataCollatorWithPadding, Trainer
+from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding, Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
-from .api import save
+from .api import load_tokenizer, save
 from .architectures import check_sequence_length
 from .config import ConfigBase
 from .data import TaskData, load_task, tokenize_dataset
@@ -114,7 +114,7 @@ def finetune(
         overrides.update(label_smoothing_factor=scratch.label_smoothing, train_sampling_strategy="group_by_length")
     else:
         base = resolve_model(finetune_config.model)
-        tokenizer = AutoTokenizer.from_pretrained(base)
+        tokenizer = load_tokenizer(base)
         kwargs = {}
         if spec.kind == "classification":
             kwargs = dict(num_labels=spec.num_labels, id2label=dict(enumerate(spec.label_names)), label2id={n: i for i, n in enumerate(spec.label_names)})

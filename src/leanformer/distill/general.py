@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling, DataCollatorWithPadding
+from transformers import AutoModel, AutoModelForMaskedLM, DataCollatorForLanguageModeling, DataCollatorWithPadding
 
-from ..api import compress, save
+from ..api import compress, load_tokenizer, save
 from ..config import ConfigBase
 from ..data.corpus import load_corpus
 from ..models import resolve_model
@@ -65,7 +65,7 @@ def general_distillation(
     output_dir = Path(output_dir)
     transformers.set_seed(train.seed)
     path = resolve_model(general.pretrained)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = load_tokenizer(path)
     teacher, mlm = _pretrained_model(path)
     distillation = distillation or DistillationConfig(
         temperature=1.0, logit_weight=1.0 if mlm else 0.0, task_weight=1.0 if mlm else 0.0,
