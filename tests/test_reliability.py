@@ -158,6 +158,11 @@ def _compress(d: Path, *extra: str, method: str = "pruning", data: str = "data.c
             "--output_dir", str(d / "out")]
 
 
+def _existing(d: Path) -> Path:
+    (d / "earlier_student").mkdir(exist_ok=True)
+    return d / "earlier_student"
+
+
 # (what is wrong, argv builder, expected message): docs/reliability.md lists the same cases
 BAD_INPUTS = [
     ("unsupported model_type", lambda d: ["compress", "--teacher", str(_gpt2(d)), "--method", "pruning", "--task", str(d / "data.csv"),
@@ -178,7 +183,7 @@ BAD_INPUTS = [
                                           str(_write(d, "r.yaml", "method: pruning\nconfig: {final_lambda: many}\n")), "--task",
                                           str(d / "data.csv"), "--output_dir", str(d / "out")], "final_lambda: expected a number"),
     ("output path not writable", lambda d: [*_compress(d)[:-2], "--output_dir", str(_write(d, "a_file", "x") / "out")], "cannot write to"),
-    ("existing output directory", lambda d: [*_compress(d)[:-2], "--output_dir", str(d / "teacher")], "exists: pass --overwrite"),
+    ("existing output directory", lambda d: [*_compress(d)[:-2], "--output_dir", str(_existing(d))], "exists: pass --overwrite"),
     ("truncated safetensors file", lambda d: ["evaluate", "--model", str(_corrupt(d)), "--task", str(d / "data.csv")], "safetensors"),
     ("a directory that is not a model", lambda d: ["evaluate", "--model", str(d), "--task", str(d / "data.csv")], "not a saved model"),
 ]

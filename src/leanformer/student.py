@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding
 
 from .api import check_output_apart, check_writable, compress, load, load_tokenizer, save
-from .architectures import check_sequence_length
+from .architectures import check_sequence_length, get_architecture
 from .config import ConfigBase
 from .data import TaskData, tokenize_dataset
 from .distill import DistillationConfig
@@ -70,6 +70,7 @@ def distil_student(
     transformers.set_seed(train.seed)
     method = method_for_config(method_config)
     teacher = load(teacher_path)
+    get_architecture(teacher)  # an unsupported family is the first thing to say
     check_sequence_length(teacher.config, train.max_length, str(teacher_path))
     tokenizer = load_tokenizer(teacher_path, teacher.config.vocab_size)
     check_task_fits(teacher, tokenizer, task, str(teacher_path))
