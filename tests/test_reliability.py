@@ -308,3 +308,17 @@ def test_a_missing_or_mismatched_tokenizer_is_an_error_and_nothing_is_written(ti
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert str(d / "teacher") in err and ("holds no tokenizer" in err or "but the model's embedding table has 100 rows" in err), err
     assert not (d / "out").exists() and not (d / "out.checkpoints").exists()
+
+
+def test_resume_says_when_there_is_nothing_to_resume_and_refuses_another_step_budget(tiny_task, capsys):
+    d = tiny_task
+    task = TaskConfig(task=str(d / "data.csv"), text_columns=["text"], label_column="label").load(seed=0)
+    config = CONFIGS["pruning"]
+    distil_student(d / "teacher", config, task, TrainConfig(**TRAIN), DistillationConfig(), d / "s", resume=True)
+    assert "--resume: no checkpoint in" in capsys.readouterr().err
+    # the finished run's checkpoints stay; continuing them with another budget would bend the pruning schedule
+    for epochs in (1.0, 3.0):
+        with pytest.raises(LeanformerError, match=r"belongs to a run of \d+ steps and this run has \d+: resume with the same --epochs"):
+            distil_student(d / "teacher", config, task, TrainConfig(**{**TRAIN, "epochs": epochs}), DistillationConfig(), d / "s", overwrite=True, resume=True)
+    # the same budget resumes (nothing left to train: the same student)
+    distil_student(d / "teacher", config, task, TrainConfig(**TRAIN), DistillationConfig(), d / "s", overwrite=True, resume=True)

@@ -20,7 +20,7 @@ from ..data.corpus import load_corpus
 from ..models import resolve_model
 from ..training import TrainConfig
 from .config import DistillationConfig
-from .trainer import run_distillation
+from .trainer import checkpoint_dir, run_distillation
 
 
 @dataclass
@@ -85,7 +85,7 @@ def general_distillation(
     # stage 1 always continues its own checkpoints: its output path names one configuration
     run_distillation(
         student, teacher, features, collator=collator, tokenizer=tokenizer, train=train, distillation=distillation,
-        output_dir=output_dir, resume=True,
+        output_dir=output_dir, resume=checkpoint_dir(output_dir).is_dir(),
     )
     save(student, output_dir, tokenizer)
     return output_dir

@@ -7,13 +7,15 @@ schedules as `TrainerCallback`s and their extra loss terms through `extra_losses
 
 from __future__ import annotations
 
+import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from ..errors import ConfigError, LeanformerError
@@ -192,6 +194,22 @@ def _pair_mask(inputs: dict, pair: IntermediatePair, activation: torch.Tensor) -
     return q_mask[:, :, None].bool() & k_mask[:, None, :].bool()
 
 
+class _SameBudget(TrainerCallback):
+    """A resumed run must have the step budget of the run that wrote the checkpoint: schedules
+    (learning rate, pruning threshold and λ, quantization start) are functions of step / max_steps,
+    so another budget would silently continue a different schedule."""
+
+    def __init__(self, checkpoint: str):
+        self.checkpoint = checkpoint
+        self.max_steps = json.loads((Path(checkpoint) / "trainer_state.json").read_text())["max_steps"]
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.max_steps != self.max_steps:
+            raise LeanformerError(
+                f"the checkpoint {self.checkpoint!r} belongs to a run of {self.max_steps} steps and this run has {state.max_steps}: "
+                "resume with the same --epochs, --batch_size and training data, or pass --overwrite without --resume to start again")
+
+
 def run_distillation(
     student: nn.Module,
     teacher: nn.Module,
@@ -216,6 +234,11 @@ def run_distillation(
         raise LeanformerError(
             f"{str(run_dir)!r} holds checkpoints of an interrupted run: pass --resume to continue it or --overwrite to start again"
         )
+    callbacks = list(extras.callbacks) if extras and extras.callbacks else []
+    if resume and last is None:
+        print(f"leanformer: --resume: no checkpoint in {str(run_dir)!r}, starting from the first step", file=sys.stderr, flush=True)
+    if last is not None:
+        callbacks.append(_SameBudget(last))
     trainer = DistillationTrainer(
         model=student,
         args=train.training_arguments(str(run_dir)),
@@ -224,7 +247,7 @@ def run_distillation(
         processing_class=tokenizer,
         teacher=teacher,
         distillation=distillation,
-        callbacks=extras.callbacks if extras else None,
+        callbacks=callbacks or None,
         extra_losses=extras.extra_losses if extras else None,
         learning_rates=extras.learning_rates if extras else None,
         log_values=extras.log_values if extras else None,
