@@ -2,6 +2,7 @@
 and against each single method, all measured in one interleaved run.
 
     .venv/bin/python benchmarks/composed.py [--repeats 10] [--pruned "hybrid_filled λ10 [16000×3]"] [--kronecker LABEL]
+        [--compositions prune_then_int8]   # one composition only (and the single-method rows it needs)
 
 Reuses the students of the single-method benchmarks (run them first, from the same directory):
 benchmarks/pruning.py (hybrid filled, λ = 10), benchmarks/kronecker.py (8×, stage 1 + intermediate
@@ -39,6 +40,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--pruned", default="hybrid_filled λ10", help="row label of the pruned student in benchmarks/pruning.md")
     parser.add_argument("--kronecker", default="kron8x+stage1+intermediate", help="row label of the student in benchmarks/kronecker.md")
+    parser.add_argument("--compositions", nargs="+", default=["prune_then_int8", "kronecker_then_int8"], choices=["prune_then_int8", "kronecker_then_int8"],
+                        help="which compositions (and their single-method rows) to train and measure")
     parser.add_argument("--train_only", action="store_true", help="train the compositions and stop (measure later, on a quiet machine)")
     args = parser.parse_args()
     command = command_line()
@@ -51,10 +54,14 @@ def main() -> None:
         kron, kron_int8 = "kronecker 8×", "kronecker_then_int8"
     else:
         kron, kron_int8 = f"kronecker ({args.kronecker})", f"kronecker_then_int8 ({args.kronecker})"
-    SINGLE = {pruned: run_dir(Path("runs/bench/pruning"), "glue/sst2", args.pruned),
-              kron: run_dir(Path("runs/bench/kronecker"), "glue/sst2", args.kronecker),
-              "int8 QAT": Path("runs/bench/quantization/sst2-qat8")}
-    COMPOSED = {prune_int8: pruned, kron_int8: kron}
+    SINGLE = {"int8 QAT": Path("runs/bench/quantization/sst2-qat8")}
+    COMPOSED = {}
+    if "prune_then_int8" in args.compositions:
+        SINGLE[pruned] = run_dir(Path("runs/bench/pruning"), "glue/sst2", args.pruned)
+        COMPOSED[prune_int8] = pruned
+    if "kronecker_then_int8" in args.compositions:
+        SINGLE[kron] = run_dir(Path("runs/bench/kronecker"), "glue/sst2", args.kronecker)
+        COMPOSED[kron_int8] = kron
     missing = [str(p) for p in SINGLE.values() if not (p / "leanformer_metrics.json").is_file()]
     if missing:
         sys.exit(f"run the single-method benchmarks first (missing {', '.join(missing)})")
