@@ -2,6 +2,7 @@
 student, and every bad input is one line (the table in docs/reliability.md comes from here)."""
 
 import errno
+import re
 import os
 import subprocess
 import sys
@@ -303,7 +304,7 @@ def test_a_missing_or_mismatched_tokenizer_is_an_error_and_nothing_is_written(ti
     _break_tokenizer(d / "teacher", how)
     data = ["--task", str(d / "data.csv"), "--text_columns", "text", "--label_column", "label"]
     argv = (["compress", "--teacher", str(d / "teacher"), "--method", "quantization", "--output_dir", str(d / "out"), "--max_length", "16"]
-            if command == "compress" else ["evaluate", "--model", str(d / "teacher")]) + data
+            if command == "compress" else ["evaluate", "--model", str(d / "teacher"), "--max_length", "16"]) + data
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert str(d / "teacher") in err and ("holds no tokenizer" in err or "but the model's embedding table has 100 rows" in err), err
@@ -322,3 +323,31 @@ def test_resume_says_when_there_is_nothing_to_resume_and_refuses_another_step_bu
             distil_student(d / "teacher", config, task, TrainConfig(**{**TRAIN, "epochs": epochs}), DistillationConfig(), d / "s", overwrite=True, resume=True)
     # the same budget resumes (nothing left to train: the same student)
     distil_student(d / "teacher", config, task, TrainConfig(**TRAIN), DistillationConfig(), d / "s", overwrite=True, resume=True)
+
+
+@pytest.mark.parametrize("labels, message", [
+    (["a", "b", "c"], "predicts 2 classes but .* has 3"),
+    (["a", "b", "c", "d"], "predicts 2 classes but .* has 4"),
+    ([0.5, 1.25, 3.75], r"has numeric \(regression\) labels but the model .* predicts 2 classes"),
+    ([-1.5, 0.25, 2.0, 9.5], r"has numeric \(regression\) labels"),
+])
+def test_evaluate_checks_that_the_task_fits_the_model_as_compress_does(tiny_task, capsys, labels, message):
+    d = tiny_task
+    rows = "\n".join(f"w{i} w{i + 1} w{i + 2},{labels[i % len(labels)]}" for i in range(40))
+    (d / "other.csv").write_text("text,label\n" + rows)
+    assert main(["evaluate", "--model", str(d / "teacher"), "--task", str(d / "other.csv"), "--text_columns", "text", "--label_column", "label",
+                 "--max_length", "16"]) == 2
+    captured = capsys.readouterr()
+    assert re.search(message, captured.err.strip().splitlines()[-1]) and captured.out == ""
+
+
+@pytest.mark.parametrize("flags, message", [(["--max_length", "100000"], "exceeds the maximum sequence length 64"),
+                                            (["--split", "dev"], "invalid choice: 'dev'")])
+def test_evaluate_refuses_flags_the_model_or_task_cannot_take(tiny_task, capsys, flags, message):
+    d = tiny_task
+    argv = ["evaluate", "--model", str(d / "teacher"), "--task", str(d / "data.csv"), "--text_columns", "text", "--label_column", "label", *flags]
+    try:
+        code = main(argv)
+    except SystemExit as exit_info:  # argparse's own choice errors
+        code = exit_info.code
+    assert code == 2 and message in capsys.readouterr().err

@@ -49,9 +49,9 @@ class CompressArgs(ConfigBase):
 @dataclass
 class EvaluateArgs(ConfigBase):
     model: str = field(default="", metadata={"help": "Directory of a saved model (teacher or student)."})
-    split: str = field(default="test", metadata={"help": "Split to evaluate: train, validation or test."})
+    split: Literal["train", "validation", "test"] = field(default="test", metadata={"help": "Split to evaluate: train, validation or test."})
     batch_size: int = field(default=64, metadata={"help": "Evaluation batch size."})
-    max_length: int = field(default=128, metadata={"help": "Maximum tokens per example."})
+    max_length: int | None = field(default=None, metadata={"help": "Maximum tokens per example (default: 128, or the model's maximum if smaller)."})
     max_examples: int | None = field(default=None, metadata={"help": "Evaluate on the first N examples only."})
     num_beams: int = field(default=1, metadata={"help": "Beam size for translation (1 = greedy)."})
 
@@ -193,14 +193,21 @@ def cmd_general(argv: list[str]) -> int:
 
 def cmd_evaluate(argv: list[str]) -> int:
     from .api import load, load_tokenizer
+    from .architectures import check_sequence_length, max_sequence_length
     from .evaluation import evaluate_model
+    from .student import check_task_fits
     from .teacher import TaskConfig
 
     args, task_cfg = _parse((EvaluateArgs, TaskConfig), argv, "leanformer evaluate", "Evaluate a saved model on a task split.")
     model = load(args.model)
+    limit = max_sequence_length(model.config)
+    max_length = args.max_length or min(128, limit or 128)
+    check_sequence_length(model.config, max_length, args.model)
     tokenizer = load_tokenizer(args.model, model.config.vocab_size)
+    task = task_cfg.load()
+    check_task_fits(model, tokenizer, task, args.model)  # the same fit checks as compress
     metrics = evaluate_model(
-        model, tokenizer, task_cfg.load(), args.split, batch_size=args.batch_size, max_length=args.max_length,
+        model, tokenizer, task, args.split, batch_size=args.batch_size, max_length=max_length,
         max_examples=args.max_examples, num_beams=args.num_beams,
     )
     print(json.dumps(metrics, indent=2))

@@ -161,9 +161,26 @@ def teacher_translations(teacher, tokenizer, task: TaskData, train: TrainConfig)
     return split.remove_columns(task.spec.label_column).add_column(task.spec.label_column, outputs)
 
 
+def model_kind(model) -> str:
+    """The task kind a model's head answers: qa, translation, regression (one output) or classification."""
+    if "QuestionAnswering" in type(model).__name__:
+        return "qa"
+    if getattr(model.config, "is_encoder_decoder", False):
+        return "translation"
+    return "regression" if getattr(model.config, "num_labels", 2) == 1 else "classification"
+
+
 def check_task_fits(teacher, tokenizer, task: TaskData, source: str) -> None:
-    """The task's labels are the teacher's, and its tokenizer fits its embedding table."""
+    """The task is of the kind the model's head answers, its labels are the model's, and the
+    tokenizer fits the embedding table."""
     spec = task.spec
+    kind = model_kind(teacher)
+    if kind != spec.kind and {kind, spec.kind} != {"regression", "classification"}:
+        raise DataError(f"the model {source!r} is a {kind} model but {spec.name} is a {spec.kind} task: use a model trained for this task")
+    if spec.kind == "regression" and kind != "regression":
+        raise DataError(
+            f"{spec.name} has numeric (regression) labels but the model {source!r} predicts {teacher.config.num_labels} classes: "
+            "use a model trained on this task, or pass --kind classification if the numbers are class ids")
     if spec.kind == "classification":
         names = list(spec.label_names or [])
         n = getattr(teacher.config, "num_labels", None)
