@@ -111,3 +111,17 @@ def test_non_finite_flags_are_one_line_errors_and_nothing_is_written(tmp_path, c
     err = capsys.readouterr().err.strip()
     assert "expected a finite number" in err and flag.lstrip("-") in err and "\n" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--seed", "-1", "seed must be in [0, 2^32), got -1"),
+    ("--seed", str(2**32), "seed must be in [0, 2^32)"),
+    ("--warmup_ratio", "1.5", "warmup_ratio must be in [0, 1), got 1.5"),
+    ("--warmup_ratio", "1", "warmup_ratio must be in [0, 1), got 1.0"),
+    ("--warmup_ratio", "-0.1", "warmup_ratio must be in [0, 1), got -0.1"),
+    ("--weight_decay", "-0.01", "weight_decay must be >= 0"),
+])
+def test_training_flags_out_of_range_are_one_line_errors(capsys, flag, value, message):
+    assert main(["finetune", f"{flag}={value}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("leanformer: error: ") and message in err and "\n" not in err

@@ -36,6 +36,12 @@ class TrainConfig(ConfigBase):
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.max_steps <= 0 and self.epochs < 0:
             raise ConfigError(f"epochs must be >= 0, got {self.epochs}")
+        if not 0 <= self.warmup_ratio < 1:  # passed on as a ratio only below 1 (training_arguments)
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.seed < 2**32:  # numpy's seed range
+            raise ConfigError(f"seed must be in [0, 2^32), got {self.seed}")
 
     @property
     def trains(self) -> bool:
