@@ -351,3 +351,33 @@ def test_evaluate_refuses_flags_the_model_or_task_cannot_take(tiny_task, capsys,
     except SystemExit as exit_info:  # argparse's own choice errors
         code = exit_info.code
     assert code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("layout", ["bin only", "bin beside another safetensors file"])
+@pytest.mark.parametrize("command", ["compress", "evaluate", "finetune", "general"])
+def test_pickled_weights_are_never_loaded(tiny_task, capsys, layout, command):
+    """A model directory whose weights are a pickle (pytorch_model.bin) is refused on every path,
+    also when some other .safetensors file sits beside it."""
+    import transformers
+
+    d = tiny_task
+    model = transformers.BertForSequenceClassification(tiny_config("bert"))
+    model.config.architectures = ["BertForSequenceClassification"]
+    model.config.save_pretrained(d / "pickled")
+    torch.save(model.state_dict(), d / "pickled" / "pytorch_model.bin")  # what older transformers wrote
+    for f in (d / "teacher").iterdir():
+        if f.name not in ("config.json", "model.safetensors"):
+            (d / "pickled" / f.name).write_bytes(f.read_bytes())  # its tokenizer
+    assert (d / "pickled" / "pytorch_model.bin").is_file() and not (d / "pickled" / "model.safetensors").exists()
+    if layout != "bin only":
+        (d / "pickled" / "adapter.safetensors").write_bytes((d / "teacher" / "model.safetensors").read_bytes())
+    data = ["--task", str(d / "data.csv"), "--text_columns", "text", "--label_column", "label", "--max_length", "16"]
+    argv = {"compress": ["compress", "--teacher", str(d / "pickled"), "--method", "quantization", "--output_dir", str(d / "out"), *data],
+            "evaluate": ["evaluate", "--model", str(d / "pickled"), *data],
+            "finetune": ["finetune", "--model", str(d / "pickled"), "--epochs", "0", *data],
+            "general": ["general", "--pretrained", str(d / "pickled"), "--corpus", str(d / "data.csv"), "--method", "quantization",
+                        "--output_dir", str(d / "out"), "--max_length", "16"]}[command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "never a pickle (.bin)" in err and str(d / "pickled") in err, err
+    assert not (d / "out").exists()

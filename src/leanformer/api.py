@@ -190,8 +190,8 @@ def load(path: str | os.PathLike, *, trust_remote_code: bool = False) -> nn.Modu
     cls = _model_class(config)
     stages = (getattr(config, RECIPE_KEY, None) or {}).get("recipe", [])
     if not stages:
-        _check_weights(path)
-        return cls.from_pretrained(path, trust_remote_code=trust_remote_code).eval()
+        check_weights(path)
+        return cls.from_pretrained(path, trust_remote_code=trust_remote_code, use_safetensors=True).eval()
 
     model = cls(config)
     for stage in stages:
@@ -216,7 +216,10 @@ def load(path: str | os.PathLike, *, trust_remote_code: bool = False) -> nn.Modu
 def _weight_files(path: Path) -> list[Path]:
     files = sorted(path.glob("*.safetensors"))
     if not files:
-        raise LeanformerError(f"no .safetensors weights in {str(path)!r}; leanformer only loads safetensors")
+        pickled = sorted(p.name for p in path.glob("*.bin"))
+        raise LeanformerError(
+            f"no .safetensors weights in {str(path)!r}" + (f" (only {', '.join(pickled)}, a pickle)" if pickled else "")
+            + "; leanformer only loads safetensors: load it yourself if you trust it and save it again with save_pretrained")
     return files
 
 
@@ -224,8 +227,14 @@ def _corrupted(file: Path, err: Exception) -> LeanformerError:
     return LeanformerError(f"weights file {str(file)!r} is truncated or corrupted ({err}); save the model again")
 
 
-def _check_weights(path: Path) -> None:
-    """Open every safetensors header (cheap): a truncated file fails here with a clear message."""
+def check_weights(path: Path) -> None:
+    """Open every safetensors header (cheap): a truncated file fails here with a clear message, and
+    a directory with only pickled weights (.bin) is refused: nothing is ever unpickled."""
+    if not any((path / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json")):
+        others = sorted(p.name for p in [*path.glob("*.safetensors"), *path.glob("*.bin")])
+        raise LeanformerError(
+            f"no model.safetensors in {str(path)!r}" + (f" (found {', '.join(others)})" if others else "")
+            + "; leanformer only loads safetensors weights, never a pickle (.bin): load it yourself if you trust it and save it again with save_pretrained")
     for file in _weight_files(path):
         try:
             with safe_open(file, framework="pt") as f:

@@ -17,7 +17,7 @@ import transformers
 from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding, Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
-from .api import load_tokenizer, save
+from .api import check_weights, load_tokenizer, save
 from .architectures import check_sequence_length
 from .config import ConfigBase
 from .data import TaskData, load_task, tokenize_dataset
@@ -122,7 +122,8 @@ def finetune(
             kwargs = dict(num_labels=1, problem_type="regression")
         elif spec.kind == "translation" and not getattr(transformers.AutoConfig.from_pretrained(base), "is_encoder_decoder", False):
             raise ConfigError(f"{finetune_config.model!r} is an encoder, not a translation model: pass --model scratch or an encoder-decoder directory")
-        model = model_class_for(spec.kind).from_pretrained(base, **kwargs)
+        check_weights(base)
+        model = model_class_for(spec.kind).from_pretrained(base, use_safetensors=True, **kwargs)
     check_sequence_length(model.config, train_config.max_length, finetune_config.model)
 
     train_features = tokenize_dataset(spec, task.splits["train"], tokenizer, train_config.max_length, for_training=True)

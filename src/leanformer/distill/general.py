@@ -14,7 +14,7 @@ import torch
 import transformers
 from transformers import AutoModel, AutoModelForMaskedLM, DataCollatorForLanguageModeling, DataCollatorWithPadding
 
-from ..api import compress, load_tokenizer, save
+from ..api import check_weights, compress, load_tokenizer, save
 from ..config import ConfigBase
 from ..data.corpus import load_corpus
 from ..models import resolve_model
@@ -33,12 +33,12 @@ class GeneralDistillationConfig(ConfigBase):
 def _pretrained_model(path: Path):
     """The MLM model when the checkpoint has an MLM head, else the bare encoder."""
     try:
-        model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
+        model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True, use_safetensors=True)
     except (ValueError, KeyError):
-        return AutoModel.from_pretrained(path), False
+        return AutoModel.from_pretrained(path, use_safetensors=True), False
     head_missing = any(k for k in info["missing_keys"] if not k.startswith(model.base_model_prefix + "."))
     if head_missing:
-        return AutoModel.from_pretrained(path), False
+        return AutoModel.from_pretrained(path, use_safetensors=True), False
     return model, True
 
 
@@ -65,6 +65,7 @@ def general_distillation(
     output_dir = Path(output_dir)
     transformers.set_seed(train.seed)
     path = resolve_model(general.pretrained)
+    check_weights(path)
     tokenizer = load_tokenizer(path)
     teacher, mlm = _pretrained_model(path)
     distillation = distillation or DistillationConfig(
