@@ -125,3 +125,11 @@ def test_training_flags_out_of_range_are_one_line_errors(capsys, flag, value, me
     assert main(["finetune", f"{flag}={value}"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("leanformer: error: ") and message in err and "\n" not in err
+
+
+def test_top_level_help_imports_neither_torch_nor_transformers():
+    """`leanformer --help` answers at once: the heavy libraries load when a command needs them."""
+    code = ("import sys; from leanformer.cli import main; import leanformer; assert main(['--help']) == 0; "
+            "print(sorted(m for m in ('torch', 'transformers', 'onnx', 'datasets') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip().splitlines()[-1] == "[]", result.stdout + result.stderr

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from transformers import HfArgumentParser
-
 from .config import ConfigBase
 from .errors import ConfigError, LeanformerError
 
@@ -76,6 +74,8 @@ class BenchmarkArgs(ConfigBase):
 
 
 def _parse(dataclasses: tuple, argv: list[str], prog: str, description: str):
+    from transformers import HfArgumentParser  # here, not at the top: `leanformer --help` stays instant
+
     parser = HfArgumentParser(dataclasses, prog=prog, description=description)
     try:
         return parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
