@@ -381,3 +381,32 @@ def test_pickled_weights_are_never_loaded(tiny_task, capsys, layout, command):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "never a pickle (.bin)" in err and str(d / "pickled") in err, err
     assert not (d / "out").exists()
+
+
+@pytest.mark.parametrize("tamper, message", [
+    (lambda c: "{not json", "is not a readable model config"),
+    (lambda c: {**c, "leanformer": "quantization"}, "must be a mapping with a 'recipe' list"),
+    (lambda c: {**c, "leanformer": {"recipe": {"method": "quantization"}}}, "must be a mapping with a 'recipe' list"),
+    (lambda c: {**c, "leanformer": {"recipe": [{"config": {}}]}}, "stage 1 needs a 'method' name and a 'config' mapping"),
+    (lambda c: {**c, "leanformer": {"recipe": ["quantization"]}}, "stage 1 needs a 'method' name"),
+    (lambda c: {**c, "leanformer": {"recipe": [{"method": "zip", "config": {}}]}}, "unknown compression method 'zip'"),
+    (lambda c: {**c, "leanformer": {"recipe": [{"method": "quantization", "config": {"weight_bits": "eight"}}]}}, "weight_bits: expected an integer"),
+    (lambda c: {**c, "leanformer": {"recipe": [{"method": "quantization", "config": {"bitz": 8}}]}}, "unknown key 'bitz'"),
+    (lambda c: {**c, "leanformer": {"recipe": [{"method": "quantization", "config": {}, "structure": "heads"}]}}, "'structure' must be a mapping"),
+])
+def test_a_tampered_config_json_is_one_line(tiny_task, capsys, tamper, message):
+    import json
+
+    d = tiny_task
+    from leanformer.methods.quantization import calibrate
+
+    student = leanformer.compress(leanformer.load(d / "teacher"), QuantizationConfig())
+    calibrate(student, [tiny_inputs(student)])
+    leanformer.save(student, d / "student")
+    config = json.loads((d / "student" / "config.json").read_text())
+    changed = tamper(config)
+    (d / "student" / "config.json").write_text(changed if isinstance(changed, str) else json.dumps(changed))
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(d / "student"), "--task", str(d / "data.csv"), "--text_columns", "text", "--label_column", "label"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("leanformer: error:") and message in err, err

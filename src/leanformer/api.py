@@ -186,17 +186,24 @@ def load(path: str | os.PathLike, *, trust_remote_code: bool = False) -> nn.Modu
             f"{str(path)!r} is not a saved model: no config.json there (expected a directory written by "
             "leanformer or save_pretrained)"
         )
-    config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    try:
+        config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError, TypeError) as err:  # not JSON, no model_type, fields of the wrong type
+        raise LeanformerError(f"{str(path / 'config.json')!r} is not a readable model config ({str(err).splitlines()[0][:200]}); save the model again") from None
     cls = _model_class(config)
-    stages = (getattr(config, RECIPE_KEY, None) or {}).get("recipe", [])
+    stages = _saved_stages(config, path)
     if not stages:
         check_weights(path)
         return cls.from_pretrained(path, trust_remote_code=trust_remote_code, use_safetensors=True).eval()
 
     model = cls(config)
-    for stage in stages:
+    for i, stage in enumerate(stages):
         method = method_by_name(stage["method"])
-        model = method.rebuild(model, method.config_class.from_dict(stage["config"]), stage.get("structure"))
+        try:
+            stage_config = method.config_class.from_dict(stage["config"], where=f"stage {i + 1} ({stage['method']})")
+            model = method.rebuild(model, stage_config, stage.get("structure"))
+        except LeanformerError as err:
+            raise LeanformerError(f"{str(path / 'config.json')!r}, the {RECIPE_KEY!r} entry: {err}") from None
     state = _read_weights(path)
     result = model.load_state_dict(state, strict=False)
     tied = _tied_parameter_names(model)
@@ -211,6 +218,24 @@ def load(path: str | os.PathLike, *, trust_remote_code: bool = False) -> nn.Modu
     model.tie_weights()
     setattr(model.config, RECIPE_KEY, getattr(config, RECIPE_KEY))
     return model.eval()
+
+
+def _saved_stages(config, path: Path) -> list[dict]:
+    """The recipe a saved model records, checked for shape before anything is built from it: a
+    tampered or hand-edited config.json is one clear error, not a traceback."""
+    entry = getattr(config, RECIPE_KEY, None)
+    if entry is None:
+        return []
+    where = f"{str(path / 'config.json')!r}, the {RECIPE_KEY!r} entry"
+    if not isinstance(entry, dict) or not isinstance(entry.get("recipe", []), list):
+        raise LeanformerError(f"{where} must be a mapping with a 'recipe' list, got {entry!r:.80}; save the model again with leanformer")
+    stages = entry.get("recipe", [])
+    for i, stage in enumerate(stages):
+        if not isinstance(stage, dict) or not isinstance(stage.get("method"), str) or not isinstance(stage.get("config"), dict):
+            raise LeanformerError(f"{where}: stage {i + 1} needs a 'method' name and a 'config' mapping, got {stage!r:.80}; save the model again with leanformer")
+        if not isinstance(stage.get("structure") or {}, dict):
+            raise LeanformerError(f"{where}: stage {i + 1}'s 'structure' must be a mapping, got {stage['structure']!r:.80}")
+    return stages
 
 
 def _weight_files(path: Path) -> list[Path]:
