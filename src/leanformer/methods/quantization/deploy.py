@@ -318,6 +318,29 @@ def _ranks(model_proto: onnx.ModelProto) -> dict[str, int]:
             if v.type.tensor_type.HasField("shape")}
 
 
+def _transpose_gathered_table(graph: onnx.GraphProto, table: onnx.TensorProto, gathers: list, ranks: list[int], added: list) -> str:
+    """Store `table` transposed; its row `gathers` become column gathers, each followed by a
+    Transpose of the looked-up vectors back (appended to `added` as (gather, transpose) pairs).
+    Returns the transposed table's name."""
+    transposed = numpy_helper.from_array(np.ascontiguousarray(numpy_helper.to_array(table).T), f"{table.name}/transposed")
+    graph.initializer.remove(table)
+    graph.initializer.append(transposed)
+    for gather, rank in zip(gathers, ranks):
+        out = gather.output[0]
+        gather.input[0], gather.output[0] = transposed.name, f"{out}/columns"
+        _set_attr(gather, "axis", 1)
+        added.append((gather, onnx.helper.make_node("Transpose", [gather.output[0]], [out], perm=[*range(1, rank + 1), 0])))
+    return transposed.name
+
+
+def _insert_after(graph: onnx.GraphProto, added: list, drop: set[int] = frozenset()) -> None:
+    """Put each (node, new) pair's new node right after its node; remove the nodes in `drop` (by id)."""
+    after = {id(node): new for node, new in added}
+    nodes = [m for n in graph.node if id(n) not in drop for m in ([n, after[id(n)]] if id(n) in after else [n])]
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
 def store_tied_tables_transposed(model_proto: onnx.ModelProto) -> int:
     """An int8 table that is both gathered (embedding) and multiplied transposed (tied LM head) →
     stored once, transposed. Returns how many.
@@ -351,30 +374,14 @@ def store_tied_tables_transposed(model_proto: onnx.ModelProto) -> int:
         ranks = [known_ranks.get(n.input[1]) for n in others]
         if None in ranks:
             continue
-        transposed = numpy_helper.from_array(np.ascontiguousarray(numpy_helper.to_array(table).T), f"{table.name}/transposed")
-        graph.initializer.remove(table)
-        graph.initializer.append(transposed)
-        dq.input[0] = transposed.name
+        transposed = _transpose_gathered_table(graph, table, others, ranks, added)
+        dq.input[0] = transposed
         _set_attr(dq, "axis", 1)
         for user in consumers.get(transpose.output[0], []):
             user.input[:] = [dq.output[0] if i == transpose.output[0] else i for i in user.input]
         drop.add(id(transpose))
-        for gather, rank in zip(others, ranks):
-            out = gather.output[0]
-            gather.input[0] = transposed.name
-            gather.output[0] = f"{out}/columns"
-            _set_attr(gather, "axis", 1)
-            added.append((gather, onnx.helper.make_node("Transpose", [gather.output[0]], [out], perm=[*range(1, rank + 1), 0])))
         rewritten += 1
-    nodes = []
-    after = dict((id(g), t) for g, t in added)
-    for node in graph.node:
-        if id(node) not in drop:
-            nodes.append(node)
-        if id(node) in after:
-            nodes.append(after[id(node)])
-    del graph.node[:]
-    graph.node.extend(nodes)
+    _insert_after(graph, added, drop)
     return rewritten
 
 
@@ -402,19 +409,9 @@ def store_gathered_tables_transposed(model_proto: onnx.ModelProto) -> int:
         ranks = [known_ranks.get(n.input[1]) for n in users]
         if None in ranks:
             continue
-        transposed = numpy_helper.from_array(np.ascontiguousarray(numpy_helper.to_array(table).T), f"{table.name}/transposed")
-        graph.initializer.remove(table)
-        graph.initializer.append(transposed)
-        for gather, rank in zip(users, ranks):
-            out = gather.output[0]
-            gather.input[0], gather.output[0] = transposed.name, f"{out}/columns"
-            _set_attr(gather, "axis", 1)
-            added.append((gather, onnx.helper.make_node("Transpose", [gather.output[0]], [out], perm=[*range(1, rank + 1), 0])))
+        _transpose_gathered_table(graph, table, users, ranks, added)
         rewritten += 1
-    after = {id(g): t for g, t in added}
-    nodes = [m for n in graph.node for m in ([n, after[id(n)]] if id(n) in after else [n])]
-    del graph.node[:]
-    graph.node.extend(nodes)
+    _insert_after(graph, added)
     return rewritten
 
 
