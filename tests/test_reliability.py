@@ -410,3 +410,16 @@ def test_a_tampered_config_json_is_one_line(tiny_task, capsys, tamper, message):
     assert main(["evaluate", "--model", str(d / "student"), "--task", str(d / "data.csv"), "--text_columns", "text", "--label_column", "label"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith("leanformer: error:") and message in err, err
+
+
+def test_a_rerun_after_the_student_was_deleted_is_not_called_interrupted(tiny_task, capsys):
+    import shutil
+
+    d = tiny_task
+    assert main(_argv(d, "quantization", "out")) == 0
+    assert (d / "out.checkpoints").is_dir()  # what a finished run leaves (docs/reliability.md)
+    shutil.rmtree(d / "out")
+    capsys.readouterr()
+    assert main(_argv(d, "quantization", "out")) == 2
+    assert "holds checkpoints of a finished run whose student is no longer there" in capsys.readouterr().err
+    assert main([*_argv(d, "quantization", "out"), "--resume"]) == 0 and (d / "out" / "config.json").is_file()

@@ -63,7 +63,7 @@ def distil_student(
     if stale and not resume:
         if not overwrite:
             raise LeanformerError(
-                f"{str(stale[0])!r} holds checkpoints of an interrupted run: pass --resume to continue it or --overwrite to start again"
+                f"{str(stale[0])!r} holds checkpoints of {_run_state(stale[0])}: pass --resume to continue it or --overwrite to start again"
             )
         for d in stale:
             shutil.rmtree(d)
@@ -168,6 +168,19 @@ def model_kind(model) -> str:
     if getattr(model.config, "is_encoder_decoder", False):
         return "translation"
     return "regression" if getattr(model.config, "num_labels", 2) == 1 else "classification"
+
+
+def _run_state(checkpoints: Path) -> str:
+    """"an interrupted run", or "a finished run whose student is gone" when its last checkpoint is its last step."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(checkpoints))
+    state = Path(last) / "trainer_state.json" if last else None
+    if state is not None and state.is_file():
+        record = json.loads(state.read_text())
+        if record.get("max_steps") and record.get("global_step", 0) >= record["max_steps"]:
+            return "a finished run whose student is no longer there (--resume rebuilds it from the last step)"
+    return "an interrupted run"
 
 
 def check_task_fits(teacher, tokenizer, task: TaskData, source: str) -> None:
