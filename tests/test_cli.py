@@ -133,3 +133,11 @@ def test_top_level_help_imports_neither_torch_nor_transformers():
             "print(sorted(m for m in ('torch', 'transformers', 'onnx', 'datasets') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip().splitlines()[-1] == "[]", result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("opset", ["9", "13", "21", "30"])
+def test_export_refuses_an_opset_it_cannot_write(tmp_path, capsys, opset):
+    assert main(["export", "--model", str(tmp_path / "m"), "--output", str(tmp_path / "m.onnx"), "--opset", opset]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"leanformer: error: --opset {opset} cannot express these graphs: choose 14 to 20") and "\n" not in err
+    assert not (tmp_path / "m.onnx").exists()

@@ -233,6 +233,11 @@ def cmd_benchmark(argv: list[str]) -> int:
     return 0
 
 
+# Opsets `export` can write: scaled-dot-product attention exists from 14; torch's TorchScript exporter
+# (the one export.py uses) stops at 20.
+EXPORT_OPSETS = (14, 20)
+
+
 @dataclass
 class ExportArgs(ConfigBase):
     model: str = field(default="", metadata={"help": "Directory of a saved model (teacher or student)."})
@@ -254,6 +259,9 @@ class ExportArgs(ConfigBase):
     def validate(self) -> None:
         if not self.model or not self.output:
             raise ConfigError("--model and --output are required: the saved model directory and the .onnx file to write")
+        if not EXPORT_OPSETS[0] <= self.opset <= EXPORT_OPSETS[1]:
+            raise ConfigError(f"--opset {self.opset} cannot express these graphs: choose {EXPORT_OPSETS[0]} to {EXPORT_OPSETS[1]} "
+                              f"(attention needs {EXPORT_OPSETS[0]}; {EXPORT_OPSETS[1]} is the newest torch's exporter writes)")
 
 
 def cmd_export(argv: list[str]) -> int:
