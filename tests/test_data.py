@@ -296,3 +296,39 @@ def test_local_bad_paths(tmp_path):
     path = _write(tmp_path / "two.csv", "text,label\na,x\nb,y\n")
     with pytest.raises(DataError, match="needs at least 3"):
         load_task(path)
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252", "utf-16"])
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl"])
+def test_a_file_that_is_not_utf8_is_named_with_the_fix(tmp_path, encoding, suffix):
+    rows = [("crème brûlée", "pos"), ("naïve façade", "neg"), ("déjà vu", "pos"), ("señor", "neg")]
+    if suffix == ".jsonl":
+        text = "\n".join(json.dumps({"text": t, "label": y}, ensure_ascii=False) for t, y in rows)
+    else:
+        sep = "\t" if suffix == ".tsv" else ","
+        text = "\n".join([f"text{sep}label"] + [f"{t}{sep}{y}" for t, y in rows])
+    path = tmp_path / f"data{suffix}"
+    path.write_bytes(text.encode(encoding))
+    with pytest.raises(DataError, match=r"is not UTF-8 text \(byte 0x[0-9a-f]{2} at offset \d+\): save it as UTF-8") as info:
+        load_task(str(path), text_columns=["text"], label_column="label")
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("row", ["a b,pos,extra", "a,b,c,d", '"a, b",pos,x'])
+def test_a_ragged_csv_row_is_named_with_the_fix(tmp_path, row):
+    path = tmp_path / "ragged.csv"
+    path.write_text("\n".join(["text,label", "one two,pos", row, "three,neg", "four five,pos"]))
+    with pytest.raises(DataError, match="has a row with another number of fields than its header .*line 3.*: quote fields"):
+        load_task(str(path), text_columns=["text"], label_column="label")
+
+
+@pytest.mark.parametrize("label", [[1, 2], [], {"x": 1}, {"labels": ["a"]}])
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_structured_labels_are_refused_with_the_row(tmp_path, label, suffix):
+    import pandas as pd
+
+    frame = pd.DataFrame({"text": ["a b", "c d", "e f", "g h"], "label": [label] * 4})
+    path = tmp_path / f"data{suffix}"
+    frame.to_json(path, orient="records", lines=True) if suffix == ".jsonl" else frame.to_parquet(path)
+    with pytest.raises(DataError, match=r"the 'label' of row 1 is .*, a list or mapping: give one class name or number per row"):
+        load_task(str(path), text_columns=["text"], label_column="label")

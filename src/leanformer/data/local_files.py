@@ -16,6 +16,7 @@ GLUE's are. Defaults:
 
 from __future__ import annotations
 
+import codecs
 import csv
 import math
 from collections.abc import Sequence
@@ -42,19 +43,53 @@ def is_local_file(name: str) -> bool:
     return Path(name).suffix.lower() in FORMATS
 
 
+def _check_utf8(path: Path, shown: str) -> None:
+    """Text formats must be UTF-8: the readers otherwise fail deep inside, or pass undecodable bytes on."""
+    decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                raise DataError(f"data file {shown!r} is not UTF-8 text (byte 0x{chunk[err.start]:02x} at offset {offset + err.start}): "
+                                "save it as UTF-8") from None
+            offset += len(chunk)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise DataError(f"data file {shown!r} is not UTF-8 text (it ends inside a character): save it as UTF-8") from None
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    while error.__cause__ is not None or (error.__context__ is not None and not error.__suppress_context__):
+        error = error.__cause__ or error.__context__
+    return error
+
+
 def _read(path: Path, shown: str) -> datasets.Dataset:
     if not path.is_file():
         raise DataError(f"data file {shown!r} does not exist: check the path")
     if path.stat().st_size == 0:
         raise DataError(f"data file {shown!r} is empty: it needs a header row and at least 3 data rows")
     suffix = path.suffix.lower()
+    if suffix != ".parquet":
+        _check_utf8(path, shown)
     options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if suffix == ".tsv" else {}
     try:
         rows = datasets.load_dataset(FORMATS[suffix], data_files=str(path), split="train", **options)
     except Exception as error:  # the readers raise many types; the user needs the file named
         if "corresponds to no data" in str(error):  # a header without rows
             raise DataError(f"data file {shown!r} is empty (no data rows): it needs at least 3 rows") from error
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        cause = _root_cause(error)  # the readers wrap the real cause ("An error occurred while generating the dataset")
+        if isinstance(cause, UnicodeDecodeError):
+            raise DataError(f"data file {shown!r} is not UTF-8 text (byte 0x{cause.object[cause.start]:02x} at offset {cause.start}): "
+                            "save it as UTF-8") from error
+        first_line = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        if "utf8" in first_line.lower().replace("-", ""):
+            raise DataError(f"data file {shown!r} is not UTF-8 text ({first_line}): save it as UTF-8") from error
+        if "expected" in first_line.lower() and "fields" in first_line.lower():
+            raise DataError(f"data file {shown!r} has a row with another number of fields than its header ({first_line}): "
+                            "quote fields that contain the delimiter") from error
         raise DataError(f"data file {shown!r} cannot be read as {suffix[1:]}: {first_line}") from error
     if len(rows) == 0:
         raise DataError(f"data file {shown!r} is empty (no data rows): it needs at least 3 rows")
@@ -187,6 +222,12 @@ def load_local_file(
         kind = "classification"
     if kind is None:
         kind = _infer_kind(rows[label_column][:])
+    if kind != "qa":  # only QA answers are structured
+        values = rows[label_column][:]
+        nested = next((i for i, v in enumerate(values) if isinstance(v, (list, dict))), None)
+        if nested is not None:
+            raise DataError(f"data file {shown!r}: the {label_column!r} of row {nested + 1} is {values[nested]!r:.60}, a list or mapping: "
+                            "give one class name or number per row (multi-label data is not supported)")
     text_columns = tuple(text_columns) if text_columns else _default_text_columns(rows, kind)
     _require_columns(rows, text_columns, "text_columns", shown, exclude=[label_column])
     rows, spec = _normalise(rows, kind, text_columns, label_column, label_names, shown)
