@@ -423,3 +423,26 @@ def test_a_rerun_after_the_student_was_deleted_is_not_called_interrupted(tiny_ta
     assert main(_argv(d, "quantization", "out")) == 2
     assert "holds checkpoints of a finished run whose student is no longer there" in capsys.readouterr().err
     assert main([*_argv(d, "quantization", "out"), "--resume"]) == 0 and (d / "out" / "config.json").is_file()
+
+
+@pytest.mark.parametrize("architectures, message", [
+    (["pipeline"], "names no transformers model class"),
+    (["AutoModel"], "names no transformers model class"),
+    (["NoSuchModel"], "names no transformers model class"),
+    ([7], "names no transformers model class"),
+    (["BertModel"], "is a bare BertModel without a task head"),
+])
+@pytest.mark.parametrize("command", ["compress", "evaluate"])
+def test_architectures_must_name_a_model_class_with_a_task_head(tiny_task, capsys, architectures, message, command):
+    import json
+
+    d = tiny_task
+    config = json.loads((d / "teacher" / "config.json").read_text())
+    (d / "teacher" / "config.json").write_text(json.dumps({**config, "architectures": architectures}))
+    data = ["--task", str(d / "data.csv"), "--text_columns", "text", "--label_column", "label", "--max_length", "16"]
+    argv = (["compress", "--teacher", str(d / "teacher"), "--method", "quantization", "--output_dir", str(d / "out")]
+            if command == "compress" else ["evaluate", "--model", str(d / "teacher")]) + data
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("leanformer: error:") and message in err, err
+    assert not (d / "out").exists()

@@ -169,8 +169,8 @@ def writable_temp_dir(path: Path) -> Path:
 def _model_class(config: transformers.PretrainedConfig):
     names = config.architectures or []
     for name in names:
-        cls = getattr(transformers, name, None)
-        if cls is not None:
+        cls = getattr(transformers, name, None) if isinstance(name, str) else None
+        if isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel):  # not `pipeline`, `AutoModel`, ...
             return cls
     raise LeanformerError(
         f"config.json names no transformers model class leanformer can build (architectures={names}); "

@@ -187,6 +187,9 @@ def check_task_fits(teacher, tokenizer, task: TaskData, source: str) -> None:
     """The task is of the kind the model's head answers, its labels are the model's, and the
     tokenizer fits the embedding table."""
     spec = task.spec
+    if "For" not in type(teacher).__name__:
+        raise DataError(f"the model {source!r} is a bare {type(teacher).__name__} without a task head: "
+                        "fine-tune it on the task first (leanformer finetune --model DIR)")
     kind = model_kind(teacher)
     if kind != spec.kind and {kind, spec.kind} != {"regression", "classification"}:
         raise DataError(f"the model {source!r} is a {kind} model but {spec.name} is a {spec.kind} task: use a model trained for this task")
