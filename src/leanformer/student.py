@@ -187,7 +187,7 @@ def check_task_fits(teacher, tokenizer, task: TaskData, source: str) -> None:
     """The task is of the kind the model's head answers, its labels are the model's, and the
     tokenizer fits the embedding table."""
     spec = task.spec
-    if "For" not in type(teacher).__name__:
+    if teacher.base_model is teacher:  # a bare encoder (BertModel): no head (MarianMTModel's base is MarianModel)
         raise DataError(f"the model {source!r} is a bare {type(teacher).__name__} without a task head: "
                         "fine-tune it on the task first (leanformer finetune --model DIR)")
     kind = model_kind(teacher)
