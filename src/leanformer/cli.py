@@ -205,7 +205,7 @@ def cmd_evaluate(argv: list[str]) -> int:
     check_sequence_length(model.config, max_length, args.model)
     tokenizer = load_tokenizer(args.model, model.config.vocab_size)
     task = task_cfg.load()
-    check_task_fits(model, tokenizer, task, args.model)  # the same fit checks as compress
+    check_task_fits(model, task, args.model)  # the same fit checks as compress
     metrics = evaluate_model(
         model, tokenizer, task, args.split, batch_size=args.batch_size, max_length=max_length,
         max_examples=args.max_examples, num_beams=args.num_beams,

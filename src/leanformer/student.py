@@ -73,7 +73,7 @@ def distil_student(
     get_architecture(teacher)  # an unsupported family is the first thing to say
     check_sequence_length(teacher.config, train.max_length, str(teacher_path))
     tokenizer = load_tokenizer(teacher_path, teacher.config.vocab_size)
-    check_task_fits(teacher, tokenizer, task, str(teacher_path))
+    check_task_fits(teacher, task, str(teacher_path))
     base = load(init_student) if init_student is not None else copy.deepcopy(teacher)
     check_same_vocabulary(teacher, base, str(init_student))
     student = compress(base, method_config)
@@ -183,9 +183,9 @@ def _run_state(checkpoints: Path) -> str:
     return "an interrupted run"
 
 
-def check_task_fits(teacher, tokenizer, task: TaskData, source: str) -> None:
-    """The task is of the kind the model's head answers, its labels are the model's, and the
-    tokenizer fits the embedding table."""
+def check_task_fits(teacher, task: TaskData, source: str) -> None:
+    """The task is of the kind the model's head answers and its labels are the model's (the
+    tokenizer's fit to the embedding table is checked where it is loaded: api.load_tokenizer)."""
     spec = task.spec
     if teacher.base_model is teacher:  # a bare encoder (BertModel): no head (MarianMTModel's base is MarianModel)
         raise DataError(f"the model {source!r} is a bare {type(teacher).__name__} without a task head: "
@@ -212,12 +212,6 @@ def check_task_fits(teacher, tokenizer, task: TaskData, source: str) -> None:
                 f"the teacher {source!r} was trained on labels {teacher_names} but {spec.name} has {names}: "
                 "fine-tune a teacher on this task, or give the data the teacher's label names"
             )
-    vocab = getattr(teacher.config, "vocab_size", None)
-    if vocab is not None and len(tokenizer) > vocab:
-        raise DataError(
-            f"the tokenizer in {source!r} has {len(tokenizer)} tokens but the model's embedding table has {vocab}: "
-            "use the tokenizer saved with this model"
-        )
 
 
 def check_same_vocabulary(teacher, student, source: str) -> None:

@@ -119,14 +119,21 @@ def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
     return values
 
 
+def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """The nodes that read each tensor, by name."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return consumers
+
+
 def _left_of_a_matmul(quantize: onnx.NodeProto, consumers: dict[str, list[onnx.NodeProto]]) -> bool:
     """Whether a weight's QuantizeLinear reaches the left operand of a MatMul (through its
     DequantizeLinear and views): a Kronecker factor A in the A-major layout."""
-    frontier = list(consumers.get(quantize.output[0], []))
+    frontier = list(consumers.get(quantize.output[0], []))  # its DequantizeLinear, then views
     while frontier:
         node = frontier.pop()
-        if node.op_type == "MatMul":
-            continue
         for user in (u for o in node.output for u in consumers.get(o, [])):
             if user.op_type == "MatMul" and user.input[0] == node.output[0]:
                 return True
@@ -147,10 +154,7 @@ def fold_weight_quantization(model_proto: onnx.ModelProto) -> int:
     inits = {i.name for i in graph.initializer}
     value = _constants(graph).get
 
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _consumers(graph)
     folded, keep = 0, []
     for node in graph.node:
         if node.op_type == "QuantizeLinear" and node.input[0] in inits:
@@ -252,10 +256,7 @@ def fold_weight_views(model_proto: onnx.ModelProto) -> int:
     """
     graph = model_proto.graph
     value = _constants(graph).get
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _consumers(graph)
     replaced: dict[int, onnx.NodeProto] = {}  # id(last view node) -> the DequantizeLinear of the folded view
     removed: set[int] = set()
     for dq in [n for n in graph.node if n.op_type == "DequantizeLinear"]:
@@ -355,10 +356,7 @@ def store_tied_tables_transposed(model_proto: onnx.ModelProto) -> int:
     graph = model_proto.graph
     inits = {i.name: i for i in graph.initializer}
     producer = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _consumers(graph)
     rewritten, drop, added, known_ranks = 0, set(), [], None
     for transpose in [n for n in graph.node if n.op_type == "Transpose"]:
         dq = producer.get(transpose.input[0])
@@ -395,10 +393,7 @@ def store_gathered_tables_transposed(model_proto: onnx.ModelProto) -> int:
     graphs can share one copy (onnx_generation.share_initializers). Exact: a layout change.
     """
     graph = model_proto.graph
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _consumers(graph)
     integer = (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
     rewritten, added, known_ranks = 0, [], None
     for table in [i for i in graph.initializer if len(i.dims) == 2 and i.data_type in integer]:
@@ -419,10 +414,7 @@ def fuse_bias_into_integer_matmul(model_proto: onnx.ModelProto) -> int:
     """MatMulIntegerToFloat followed by Add(constant bias) → one MatMulIntegerToFloat with its bias input."""
     graph = model_proto.graph
     inits = {i.name for i in graph.initializer}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _consumers(graph)
     outputs = {o.name for o in graph.output}
     fused, drop = 0, set()
     for node in graph.node:
