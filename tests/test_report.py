@@ -1,6 +1,8 @@
 """The report renders from fixture measurements: every plot file exists, with the right axes."""
 
 
+import json
+
 import pytest
 
 from leanformer.cli import main
@@ -72,6 +74,27 @@ def test_report_renders_every_plot_with_its_axes(run_dir, tmp_path):
         assert (tmp_path / "report" / name).stat().st_size > 5000
         assert f"]({name})" in report
     assert "pruning" in report and "quantization" in report
+
+
+def test_training_phases_follow_one_another_on_the_step_axis(tmp_path):
+    # what distil_student logs for a refined student: a second Trainer whose step counter restarts at 0
+    distillation = [{"step": s, "loss": 1.0 / s, "threshold": 0.1 * s, "mask_density": 1 - 0.05 * s, "phase": "distillation"} for s in range(1, 11)]
+    summary = {"step": 10, "train_loss": 0.3, "phase": "distillation"}  # the Trainer's closing line: no "loss"
+    refine = [{"step": s, "loss": 0.1 / s, "phase": "refine"} for s in range(1, 5)]
+    student = tmp_path / "refined"
+    student.mkdir()
+    (student / "training_log.json").write_text(json.dumps([*distillation, summary, *refine]))
+
+    panels = {ax.get_title(): ax for ax in curves_figure([student]).axes}
+    curves = {line.get_label(): line for line in panels["refined"].lines if not line.get_label().startswith("_")}
+    steps = list(curves["total"].get_xdata())
+    assert steps == sorted(set(steps))  # increasing: no line drawn back to step 0
+    assert steps == [*range(1, 11), *range(11, 15)]  # refine's steps 1..4 come after distillation's last step, 10
+    for ax in panels.values():  # the loss panel and the pruning schedule both mark where refine starts
+        boundaries = [list(line.get_xdata()) for line in ax.lines if line.get_label().startswith("_")]
+        assert boundaries == [[10, 10]]
+        assert [text.get_text().strip() for text in ax.texts] == ["refine"]
+    assert list(panels["pruning schedule"].lines[0].get_xdata()) == list(range(1, 11))
 
 
 def test_every_student_has_a_model_card(run_dir):

@@ -134,9 +134,35 @@ CURVES = {
 }
 
 
-def _log(student: Path) -> list[dict]:
+def _log(student: Path) -> tuple[list[dict], list[tuple[float, str]]]:
+    """The training log lines that carry losses, on one step axis, and where each later phase starts."""
     path = student / TRAINING_LOG_FILE
-    return [e for e in json.loads(path.read_text()) if "loss" in e] if path.is_file() else []
+    if not path.is_file():
+        return [], []
+    log, phase_starts = _phases_in_sequence(json.loads(path.read_text()))
+    return [e for e in log if "loss" in e], phase_starts
+
+
+def _phases_in_sequence(log: list[dict]) -> tuple[list[dict], list[tuple[float, str]]]:
+    """The log with each phase's steps offset by the last step of the phases before it, and
+    (step, phase) where each later phase starts. A phase (e.g. distillation, then refine) is a
+    Trainer of its own, so its step counter restarts at 0."""
+    placed, phase_starts = [], []
+    offset = last_step = 0
+    for i, entry in enumerate(log):
+        if placed and entry.get("phase") != placed[-1].get("phase"):
+            offset = last_step
+            phase_starts.append((offset, entry.get("phase")))
+        last_step = offset + entry.get("step", i)
+        placed.append({**entry, "step": last_step})
+    return placed, phase_starts
+
+
+def _mark_phase_starts(ax, phase_starts: list[tuple[float, str]]) -> None:
+    for step, phase in phase_starts:
+        ax.axvline(step, color="grey", linewidth=0.6)
+        # x in data, y in axes coordinates: the label sits at the top whatever the y scale
+        ax.text(step, 0.98, f" {phase}", transform=ax.get_xaxis_transform(), fontsize=6, color="grey", va="top")
 
 
 def _curve_label(name: str) -> str:
@@ -145,32 +171,35 @@ def _curve_label(name: str) -> str:
 
 def curves_figure(students: list[Path]) -> Figure | None:
     """One panel of training losses per student (a loss keeps its colour across panels), then the
-    pruning schedule (threshold and mask density) of every pruning student."""
-    logs = [(s, _log(s)) for s in students]
-    logs = [(s, log) for s, log in logs if log]
+    pruning schedule (threshold and mask density) of every pruning student. Training phases
+    (e.g. distillation, then refine) follow one another on the step axis, a grey line where each starts."""
+    logs = [(s, *_log(s)) for s in students]
+    logs = [(s, log, starts) for s, log, starts in logs if log]
     if not logs:
         return None
-    scheduled = [(s, log) for s, log in logs if any(n in e for e in log for n in CURVES["schedule"])]
+    scheduled = [(s, log, starts) for s, log, starts in logs if any(n in e for e in log for n in CURVES["schedule"])]
     panels = len(logs) + bool(scheduled)
     cols = min(3, panels)
     fig, axes = plt.subplots(-(-panels // cols), cols, figsize=(4.3 * cols, 3.3 * -(-panels // cols)), squeeze=False)
     flat = list(axes.ravel())
     colours = {name: f"C{i}" for i, name in enumerate(CURVES["losses"])}
-    for ax, (student, log) in zip(flat, logs):
+    for ax, (student, log, phase_starts) in zip(flat, logs):
         for name in CURVES["losses"]:
-            points = [(e.get("step", i), e[name]) for i, e in enumerate(log) if e.get(name, 0) > 0]
+            points = [(e["step"], e[name]) for e in log if e.get(name, 0) > 0]
             if points:
                 ax.plot(*zip(*points), label=_curve_label(name), color=colours[name], linewidth=1.2)
+        _mark_phase_starts(ax, phase_starts)
         ax.set_yscale("log")
         ax.set_ylabel("loss (log scale)")
         ax.set_title(student.name, fontsize=10)
     if scheduled:
         ax = flat[len(logs)]
-        for student, log in scheduled:
+        for student, log, phase_starts in scheduled:
             for name, style in zip(CURVES["schedule"], ("-", "--")):
-                points = [(e.get("step", i), e[name]) for i, e in enumerate(log) if name in e]
+                points = [(e["step"], e[name]) for e in log if name in e]
                 if points:
                     ax.plot(*zip(*points), style, label=f"{student.name}: {name}", linewidth=1.2)
+            _mark_phase_starts(ax, phase_starts)
         ax.set_ylabel("threshold / mask density")
         ax.set_title("pruning schedule", fontsize=10)
     for ax in flat[:panels]:
