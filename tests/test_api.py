@@ -95,6 +95,28 @@ def test_unknown_method_and_config_errors():
         leanformer.compress(tiny_model("bert"), NotAMethod())
 
 
+def test_config_from_yaml_reads_text_or_a_file_and_a_bad_file_is_named(tmp_path):
+    assert TransposeFFNConfig.from_yaml("roles: [ffn_out]\n") == TransposeFFNConfig(roles=["ffn_out"])
+    good = tmp_path / "good.yaml"
+    good.write_text("roles: [ffn_out]\n")
+    assert TransposeFFNConfig.from_yaml(good) == TransposeFFNConfig.from_yaml(str(good)) == TransposeFFNConfig(roles=["ffn_out"])
+
+    # a mistyped path was parsed as the YAML text 'typo.yaml' and failed as "expected a mapping"
+    with pytest.raises(ConfigError, match="TransposeFFNConfig file 'typo.yaml' does not exist"):
+        TransposeFFNConfig.from_yaml("typo.yaml")
+    (tmp_path / "folder.yaml").mkdir()
+    with pytest.raises(ConfigError, match="folder.yaml' cannot be read"):
+        TransposeFFNConfig.from_yaml(tmp_path / "folder.yaml")
+    broken = tmp_path / "broken.yml"
+    broken.write_text("roles: [ffn_out\n")
+    with pytest.raises(ConfigError, match="broken.yml': invalid YAML"):
+        TransposeFFNConfig.from_yaml(broken)
+    misspelt = tmp_path / "misspelt.yaml"
+    misspelt.write_text("role: [ffn_out]\n")
+    with pytest.raises(ConfigError, match="misspelt.yaml': TransposeFFNConfig: unknown key 'role'"):
+        TransposeFFNConfig.from_yaml(misspelt)
+
+
 def test_load_errors(tmp_path):
     with pytest.raises(LeanformerError, match="not a saved model: no config.json"):
         leanformer.load(tmp_path)

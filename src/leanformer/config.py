@@ -141,15 +141,29 @@ class ConfigBase:
 
     @classmethod
     def from_yaml(cls: type[C], text_or_path: str | Path) -> C:
-        text = Path(text_or_path).read_text() if _looks_like_path(text_or_path) else str(text_or_path)
+        """From YAML text, or from a file: a `Path`, or a one-line string ending in .yaml, .yml or .json."""
+        if not _is_path(text_or_path):
+            return cls.from_dict(_parse_yaml(str(text_or_path), cls.__name__) or {})
+        path = Path(text_or_path)
+        file = f"{cls.__name__} file {str(path)!r}"
+        if not path.exists():
+            raise ConfigError(f"{file} does not exist")
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{cls.__name__}: invalid YAML: {err}") from None
-        return cls.from_dict(data or {})
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{file} cannot be read: {err}") from None
+        # a wrong key or value names the file it is in
+        return cls.from_dict(_parse_yaml(text, file) or {}, where=f"{file}: {cls.__name__}")
 
 
-def _looks_like_path(value: str | Path) -> bool:
+def _parse_yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where}: invalid YAML: {err}") from None
+
+
+def _is_path(value: str | Path) -> bool:
     if isinstance(value, Path):
         return True
-    return "\n" not in value and value.endswith((".yaml", ".yml", ".json")) and Path(value).exists()
+    return "\n" not in value and value.endswith((".yaml", ".yml", ".json"))
