@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,7 +154,3 @@ def benchmark(
         )
     workdir.cleanup()
     return rows
-
-
-def rows_to_json(rows: list[BenchmarkRow]) -> str:
-    return json.dumps([r.to_dict() for r in rows], indent=2)

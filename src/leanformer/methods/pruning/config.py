@@ -21,8 +21,6 @@ from typing import Literal
 from ...config import ConfigBase
 from ...errors import ConfigError
 
-MASK_METHODS = ("sigmoid_threshold", "topk", "magnitude")
-
 
 @dataclass
 class BlockPruningConfig(ConfigBase):
