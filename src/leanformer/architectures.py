@@ -1,7 +1,7 @@
 """Where things live in each supported transformer family, as data.
 
-Every method and every loss finds embeddings, Q/K/V, attention output, FFN in/out and LayerNorms
-through these tables, keyed by `config.model_type`. Supporting a new family means adding one entry
+Every method and every loss finds embeddings, Q/K/V, attention output and FFN in/out through
+these tables, keyed by `config.model_type`. Supporting a new family means adding one entry
 to `ARCHITECTURES`; nothing else changes. Paths are relative to `model.base_model` (the bare
 transformer under any task head); attention and FFN paths are relative to one layer.
 """
@@ -43,7 +43,6 @@ class StackSpec:
     layers: str  # the nn.ModuleList
     attentions: tuple[AttentionSpec, ...]
     ffn: FFNSpec
-    layer_norms: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,6 @@ class ArchitectureSpec:
     hidden_size: str
     num_heads: str
     intermediate_size: str
-    num_layers: str
     # attention dispatched through transformers' attention interface (`config._attn_implementation`),
     # so a registered function can replace it (quantized attention matmuls)
     attention_interface: bool = True
@@ -79,13 +77,11 @@ _BERT_LAYER = dict(
         ),
     ),
     ffn=FFNSpec(input="intermediate.dense", output="output.dense"),
-    layer_norms=("attention.output.LayerNorm", "output.LayerNorm"),
 )
 _BERT_CONFIG = dict(
     hidden_size="hidden_size",
     num_heads="num_attention_heads",
     intermediate_size="intermediate_size",
-    num_layers="num_hidden_layers",
 )
 
 
@@ -133,20 +129,17 @@ def _seq2seq(model_type: str) -> ArchitectureSpec:
                 layers="encoder.layers",
                 attentions=(attention("self_attn"),),
                 ffn=ffn,
-                layer_norms=("self_attn_layer_norm", "final_layer_norm"),
             ),
             StackSpec(
                 name="decoder",
                 layers="decoder.layers",
                 attentions=(attention("self_attn"), attention("encoder_attn", cross=True)),
                 ffn=ffn,
-                layer_norms=("self_attn_layer_norm", "encoder_attn_layer_norm", "final_layer_norm"),
             ),
         ),
         hidden_size="d_model",
         num_heads="encoder_attention_heads",
         intermediate_size="encoder_ffn_dim",
-        num_layers="encoder_layers",
     )
 
 
@@ -173,7 +166,6 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
                     ),
                 ),
                 ffn=FFNSpec(input="intermediate.dense", output="output.dense"),
-                layer_norms=("attention.LayerNorm", "output.LayerNorm"),
             ),
         ),
         **_BERT_CONFIG,
@@ -199,13 +191,11 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
                     ),
                 ),
                 ffn=FFNSpec(input="ffn.lin1", output="ffn.lin2"),
-                layer_norms=("sa_layer_norm", "output_layer_norm"),
             ),
         ),
         hidden_size="dim",
         num_heads="n_heads",
         intermediate_size="hidden_dim",
-        num_layers="n_layers",
     ),
     "marian": _seq2seq("marian"),
     "bart": _seq2seq("bart"),
