@@ -1,7 +1,9 @@
 import pytest
+import torch
+import transformers
 from torch import nn
 
-from leanformer.architectures import get_architecture, iter_layers, linear_roles, embedding_module_names
+from leanformer.architectures import embedding_module_names, get_architecture, iter_layers, linear_roles, max_sequence_length
 from leanformer.errors import UnsupportedModelError
 from tiny_models import tiny_model
 
@@ -29,6 +31,26 @@ def test_table_paths_exist_and_have_the_right_shapes(model_type):
     # every config attribute the table names exists
     for attr, size in ((spec.hidden_size, 32), (spec.num_heads, 4), (spec.intermediate_size, 64)):
         assert getattr(model.config, attr) == size, attr
+
+
+@pytest.mark.parametrize("model_type", FAMILIES)
+def test_max_sequence_length_is_the_longest_input_the_model_runs(model_type):
+    model = tiny_model(model_type)  # 64 positions; RoBERTa and MPNet start theirs after pad_token_id 1
+    decoder = {"decoder_input_ids": torch.full((1, 3), 5)} if model.config.is_encoder_decoder else {}
+
+    def run(length):
+        with torch.no_grad():
+            model(input_ids=torch.full((1, length), 5), **decoder)
+
+    limit = max_sequence_length(model.config)
+    assert limit == (62 if model_type in ("roberta", "mpnet") else 64)
+    run(limit)
+    with pytest.raises((IndexError, RuntimeError)):
+        run(limit + 1)
+
+
+def test_max_sequence_length_of_a_family_outside_the_tables_is_its_position_count():
+    assert max_sequence_length(transformers.ElectraConfig(max_position_embeddings=64)) == 64
 
 
 def test_unknown_family_lists_the_supported_ones():

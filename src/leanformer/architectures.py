@@ -59,6 +59,8 @@ class ArchitectureSpec:
     # attention dispatched through transformers' attention interface (`config._attn_implementation`),
     # so a registered function can replace it (quantized attention matmuls)
     attention_interface: bool = True
+    # position ids start at pad_token_id + 1 (RoBERTa, MPNet): that many positions are never used
+    positions_after_padding: bool = False
 
     @property
     def is_encoder_decoder(self) -> bool:
@@ -85,7 +87,7 @@ _BERT_CONFIG = dict(
 )
 
 
-def _bert_like(model_type: str) -> ArchitectureSpec:
+def _bert_like(model_type: str, positions_after_padding: bool = False) -> ArchitectureSpec:
     return ArchitectureSpec(
         model_type=model_type,
         word_embeddings="embeddings.word_embeddings",
@@ -93,6 +95,7 @@ def _bert_like(model_type: str) -> ArchitectureSpec:
         embeddings_output="embeddings",
         stacks=(StackSpec(name="encoder", layers="encoder.layer", **_BERT_LAYER),),
         **_BERT_CONFIG,
+        positions_after_padding=positions_after_padding,
     )
 
 
@@ -145,7 +148,7 @@ def _seq2seq(model_type: str) -> ArchitectureSpec:
 
 ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "bert": _bert_like("bert"),
-    "roberta": _bert_like("roberta"),
+    "roberta": _bert_like("roberta", positions_after_padding=True),
     "mpnet": ArchitectureSpec(
         model_type="mpnet",
         word_embeddings="embeddings.word_embeddings",
@@ -170,6 +173,7 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
         ),
         **_BERT_CONFIG,
         attention_interface=False,  # MPNet computes attention with its relative position bias itself
+        positions_after_padding=True,
     ),
     "distilbert": ArchitectureSpec(
         model_type="distilbert",
@@ -273,11 +277,13 @@ def embedding_module_names(model: nn.Module) -> list[str]:
 
 
 def max_sequence_length(config) -> int | None:
-    """Longest input the position embeddings allow (RoBERTa/MPNet reserve pad_token_id + 1 positions)."""
+    """Longest input the position embeddings allow, for any family: fine-tuning, evaluating and
+    benchmarking a model do not need it to be in the tables."""
     positions = getattr(config, "max_position_embeddings", None)
     if positions is None:
         return None
-    if config.model_type in ("roberta", "mpnet"):
+    spec = ARCHITECTURES.get(getattr(config, "model_type", None))
+    if spec is not None and spec.positions_after_padding:
         return positions - (config.pad_token_id or 0) - 1
     return positions
 
