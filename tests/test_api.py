@@ -10,7 +10,7 @@ import leanformer
 from leanformer.architectures import linear_roles
 from leanformer.config import ConfigBase
 from leanformer.errors import ConfigError, LeanformerError
-from leanformer.registry import _METHODS, method_by_name, register_method
+from leanformer.registry import _METHODS, Method, method_by_name, register_method
 from tiny_models import tiny_inputs, tiny_model
 
 
@@ -40,9 +40,22 @@ def _swap(model, config):
     return model
 
 
+class TransposeFFN(Method):
+    """The smallest method: required hooks only."""
+
+    name = "transpose_ffn"
+    config_class = TransposeFFNConfig
+
+    def apply(self, model, config):
+        return _swap(model, config), None
+
+    def rebuild(self, model, config, structure):
+        return _swap(model, config)
+
+
 @pytest.fixture
 def test_method():
-    register_method("transpose_ffn", TransposeFFNConfig, apply=_swap)
+    register_method(TransposeFFN())
     yield
     _METHODS.pop("transpose_ffn", None)
 
@@ -141,21 +154,58 @@ class StructuredConfig(ConfigBase):
     roles: list[str] = field(default_factory=lambda: ["ffn_in"])
 
 
-def test_recorded_structure_reaches_rebuild(tmp_path):
+def test_structures_from_apply_and_finalize_reach_rebuild(tmp_path):
     seen = {}
 
-    def rebuild(model, config, structure):
-        seen["structure"] = structure
-        return _swap(model, config)
+    class Structured(Method):
+        name, config_class = "structured", StructuredConfig
 
-    register_method("structured", StructuredConfig, apply=_swap, rebuild=rebuild)
+        def apply(self, model, config):
+            return _swap(model, config), {"built": 1}
+
+        def finalize(self, model, config):
+            return model, {"heads": [4, 3]}
+
+        def rebuild(self, model, config, structure):
+            seen["structure"] = structure
+            return _swap(model, config)
+
+    register_method(Structured())
     try:
-        student = leanformer.compress(tiny_model("bert"), StructuredConfig())
-        leanformer.api.record_structure(student, {"heads": [4, 3]})
+        student = leanformer.api.finalize_stage(leanformer.compress(tiny_model("bert"), StructuredConfig()), StructuredConfig())
         leanformer.save(student, tmp_path / "s")
         leanformer.load(tmp_path / "s")
-        assert seen["structure"] == {"heads": [4, 3]}
+        assert seen["structure"] == {"built": 1, "heads": [4, 3]}
         with pytest.raises(LeanformerError, match="needs a model made by leanformer.compress"):
-            leanformer.api.record_structure(tiny_model("bert"), {})
+            leanformer.api.finalize_stage(tiny_model("bert"), StructuredConfig())
     finally:
         _METHODS.pop("structured", None)
+
+
+def test_compress_leaves_its_input_untouched_so_one_teacher_serves_many_students(test_method):
+    teacher = tiny_model("bert")
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    first = leanformer.compress(teacher, TransposeFFNConfig())
+    second = leanformer.compress(teacher, TransposeFFNConfig())  # was: "already replaced", teacher gone
+    assert first is not teacher and second is not first
+    assert leanformer.recipe_of(teacher) == [] and not hasattr(teacher.config, "leanformer")
+    assert teacher.state_dict().keys() == before.keys()
+    assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
+
+
+def test_a_model_saved_by_a_newer_leanformer_names_both_versions(tmp_path, test_method):
+    import json
+
+    student = leanformer.compress(tiny_model("bert"), TransposeFFNConfig())
+    leanformer.save(student, tmp_path / "s")
+    config = json.loads((tmp_path / "s" / "config.json").read_text())
+    config["leanformer"]["version"] = "99.0"
+    config["leanformer"]["recipe"][0]["config"]["new_knob"] = 3  # a key this version does not know
+    (tmp_path / "s" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(LeanformerError, match=rf"saved by leanformer 99.0, newer than this leanformer {leanformer.__version__}.*new_knob"):
+        leanformer.load(tmp_path / "s")
+    config["leanformer"]["version"] = leanformer.__version__  # same version: the plain config error
+    (tmp_path / "s" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(LeanformerError, match="new_knob") as err:
+        leanformer.load(tmp_path / "s")
+    assert "newer than this" not in str(err.value)

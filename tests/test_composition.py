@@ -11,7 +11,8 @@ import torch
 import leanformer
 from leanformer.measure import dummy_inputs
 from leanformer.methods.kronecker import KroneckerConfig, KroneckerLinear
-from leanformer.methods.pruning import BlockPruningConfig, finalize_pruning, find_state, finish_state
+from leanformer.api import finalize_stage
+from leanformer.methods.pruning import BlockPruningConfig, find_state, finish_state
 from leanformer.methods.quantization import QuantizationConfig, calibrate, export_int8_onnx
 from test_quantization import _count
 from tiny_models import tiny_inputs, tiny_model
@@ -34,7 +35,7 @@ def _pruned_then_int8():
             if name.endswith("mask_scores"):
                 p.copy_(torch.randn(p.shape, generator=g) * 3)
     finish_state(find_state(model), BlockPruningConfig.struct())
-    pruned = finalize_pruning(model, BlockPruningConfig.struct())
+    pruned = finalize_stage(model, BlockPruningConfig.struct())
     pruned.set_attn_implementation("eager")
     return pruned, leanformer.compress(copy.deepcopy(pruned), QuantizationConfig())
 

@@ -142,6 +142,37 @@ def test_save_and_load_give_identical_logits(tmp_path):
     assert count_parameters(loaded) == count_parameters(student)
 
 
+def test_searched_shapes_are_saved_and_load_never_searches_again(tmp_path, monkeypatch):
+    config = KroneckerConfig(target_compression=2.0)
+    student = leanformer.compress(tiny_model("bert"), config)
+    (stage,) = leanformer.recipe_of(student)
+    att, ffn, n = resolved_shapes(tiny_model("bert"), config)
+    assert stage["structure"] == {"attention_a": att, "ffn_a": ffn, "embedding_n": n}
+    leanformer.save(student, tmp_path / "s")
+
+    def search_changed(*args, **kwargs):  # a later version's search: old students must not care
+        raise AssertionError("load searched the shapes again")
+
+    monkeypatch.setattr("leanformer.methods.kronecker.model.search_shapes", search_changed)
+    loaded = leanformer.load(tmp_path / "s")
+    inputs = tiny_inputs(student)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, student(**inputs).logits, rtol=0, atol=0)
+
+
+def test_a_student_saved_without_shapes_still_loads_by_resolving_its_config(tmp_path):
+    """Students saved by 0.1.0 before shapes were recorded: same search, same result."""
+    import json
+
+    student = leanformer.compress(tiny_model("bert"), KroneckerConfig(target_compression=2.0))
+    leanformer.save(student, tmp_path / "s")
+    config = json.loads((tmp_path / "s" / "config.json").read_text())
+    del config["leanformer"]["recipe"][0]["structure"]
+    (tmp_path / "s" / "config.json").write_text(json.dumps(config))
+    loaded = leanformer.load(tmp_path / "s")
+    assert count_parameters(loaded) == count_parameters(student)
+
+
 def test_config_errors_name_the_fix():
     with pytest.raises(ConfigError, match=r"attention_a \[5, 2\] does not divide the 32 x 32 weight.*rows must divide 32 \(1, 2, 4, 8, 16, 32\)"):
         leanformer.compress(tiny_model("bert"), KroneckerConfig(attention_a=[5, 2]))

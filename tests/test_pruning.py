@@ -7,13 +7,13 @@ import torch
 from torch import nn
 
 import leanformer
+from leanformer.api import finalize_stage
 from leanformer.architectures import iter_layers
 from leanformer.export import export_onnx
 from leanformer.measure import count_parameters, dummy_inputs, flops_per_token
 from leanformer.methods.pruning import (
     BlockPruningConfig,
     MaskedLinear,
-    finalize_pruning,
     find_state,
     finish_state,
     pruning_report,
@@ -66,7 +66,7 @@ def test_finalized_model_computes_what_the_masked_model_did(model_type):
     model = _masked(tiny_model(model_type), SCENARIO)
     inputs = tiny_inputs(model, batch=4, seq=12)
     masked = _logits(model, inputs)
-    final = finalize_pruning(model, HEAD_ROWS)
+    final = finalize_stage(model, HEAD_ROWS)
     assert not any(isinstance(m, MaskedLinear) for m in final.modules())
     assert type(final).__module__.startswith("transformers.")
     assert (masked - _logits(final, inputs)).abs().max() < 1e-4
@@ -101,7 +101,7 @@ def test_every_structure_and_mask_method_finalizes_exactly(config):
     inputs = tiny_inputs(model)
     masked = _logits(model, inputs)
     params_before = count_parameters(model)["attention"] + count_parameters(model)["ffn"]
-    final = finalize_pruning(model, config)
+    final = finalize_stage(model, config)
     assert (masked - _logits(final, inputs)).abs().max() < 1e-4
     assert count_parameters(final)["attention"] + count_parameters(final)["ffn"] < params_before
 
@@ -143,7 +143,7 @@ def test_heads_are_removed_exactly_when_their_output_is_zero():
 
 @pytest.mark.parametrize("model_type", ["bert", "mpnet"])
 def test_save_load_gives_identical_logits_and_counts(tmp_path, model_type):
-    final = finalize_pruning(_masked(tiny_model(model_type), SCENARIO), HEAD_ROWS)
+    final = finalize_stage(_masked(tiny_model(model_type), SCENARIO), HEAD_ROWS)
     leanformer.save(final, tmp_path / "pruned")
     loaded = leanformer.load(tmp_path / "pruned")
     inputs = tiny_inputs(final, batch=2, seq=9)
@@ -164,7 +164,7 @@ def test_a_masked_model_saved_before_finalize_loads_at_its_final_masks(tmp_path)
 
 @pytest.mark.parametrize("model_type", ["bert", "mpnet"])
 def test_onnx_export_of_the_pruned_model(tmp_path, model_type):
-    final = finalize_pruning(_masked(tiny_model(model_type), SCENARIO), HEAD_ROWS).eval()
+    final = finalize_stage(_masked(tiny_model(model_type), SCENARIO), HEAD_ROWS).eval()
     path = export_onnx(final, tmp_path / "pruned.onnx")
     inputs = dummy_inputs(final, 3, 11, seed=2)
     inputs["attention_mask"][0, 7:] = 0
@@ -185,7 +185,7 @@ def test_hybrid_filled_refills_zeros_inside_kept_heads_only():
     finish_state(find_state(model), config)
     rows = torch.tensor([*range(0, 8), *range(16, 32)])
     kept_before = attention.query.masked_parameters()[0].detach()[rows].clone()
-    final = finalize_pruning(model, config)
+    final = finalize_stage(model, config)
     query = final.bert.encoder.layer[0].attention.self.query.weight.detach()
     assert query.shape == (24, 32)
     assert (query != 0).all()  # the zeros inside kept heads are small noise now
@@ -196,7 +196,7 @@ def test_hybrid_filled_refills_zeros_inside_kept_heads_only():
 
 
 def test_report_lists_heads_and_ffn_width_per_layer():
-    final = finalize_pruning(_masked(tiny_model("bert"), SCENARIO), HEAD_ROWS)
+    final = finalize_stage(_masked(tiny_model("bert"), SCENARIO), HEAD_ROWS)
     report = pruning_report(final)
     assert [(row["heads"], row["ffn_dims"]) for row in report["layers"]] == [(2, 32), (1, 5)]
     assert report["heads_kept"] == 3 and report["heads_total"] == 8 and report["ffn_dims_total"] == 128

@@ -11,7 +11,9 @@ from leanformer.errors import DataError
 from leanformer.measure import BenchmarkRow, write_results
 from leanformer.methods.pruning import BlockPruningConfig
 from leanformer.methods.quantization import QuantizationConfig
-from leanformer.report import collect, curves_figure, pareto_front, ranges_figure, structure_figure, tradeoff_figure, write_report
+from leanformer.methods.pruning import structure_figure
+from leanformer.methods.quantization import ranges_figure
+from leanformer.report import collect, curves_figure, pareto_front, tradeoff_figure, write_report
 from leanformer.student import distil_student
 from leanformer.teacher import TaskConfig
 from leanformer.training import TrainConfig
@@ -60,11 +62,11 @@ def test_report_renders_every_plot_with_its_axes(run_dir, tmp_path):
     assert [ax.get_title() for ax in structure.axes[:2]] == ["attention heads kept", "FFN dimensions kept"]
     assert structure.axes[0].get_xlabel() == "layer"
     panels = {ax.get_title(): ax for ax in curves_figure(students).axes}  # one per student, then the schedule
-    assert set(panels) == {"pruned", "int8", "pruning schedule"}
+    assert set(panels) == {"pruned", "int8", "schedules"}
     labels = {title: [line.get_label() for line in ax.lines] for title, ax in panels.items()}
     assert "pruning regularization" in labels["pruned"] and "task" in labels["int8"] and "total" in labels["int8"]
     assert panels["pruned"].get_yscale() == "log" and panels["pruned"].get_xlabel() == "optimizer step"
-    assert {"pruned: threshold", "pruned: mask_density"} <= set(labels["pruning schedule"])
+    assert {"pruned: threshold", "pruned: mask_density"} <= set(labels["schedules"])
     ranges = ranges_figure(students)
     assert ranges.axes[0].get_ylabel() == "range [min, max]" and len(ranges.axes[0].patches) > 10
 
@@ -94,7 +96,7 @@ def test_training_phases_follow_one_another_on_the_step_axis(tmp_path):
         boundaries = [list(line.get_xdata()) for line in ax.lines if line.get_label().startswith("_")]
         assert boundaries == [[10, 10]]
         assert [text.get_text().strip() for text in ax.texts] == ["refine"]
-    assert list(panels["pruning schedule"].lines[0].get_xdata()) == list(range(1, 11))
+    assert list(panels["schedules"].lines[0].get_xdata()) == list(range(1, 11))
 
 
 def test_every_student_has_a_model_card(run_dir):

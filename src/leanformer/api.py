@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import errno
 import json
 import os
@@ -16,7 +17,10 @@ from safetensors.torch import load_file
 from torch import nn
 
 from . import __version__
-from .errors import LeanformerError
+from .architectures import get_architecture
+from .errors import ConfigError, LeanformerError
+from .export import export_onnx
+from .onnx_generation import export_seq2seq_onnx
 from .registry import method_by_name, method_for_config
 
 RECIPE_KEY = "leanformer"  # entry in config.json: {"version": ..., "recipe": [{"method": ..., "config": {...}}]}
@@ -29,36 +33,77 @@ def recipe_of(model: nn.Module) -> list[dict]:
 
 
 def compress(model: nn.Module, config) -> nn.Module:
-    """Apply the method that `config` belongs to and record it in the model's recipe.
+    """A compressed copy of `model`: the method that `config` belongs to, applied and recorded in
+    the copy's recipe. `model` itself is left untouched (compress one teacher as often as you like;
+    the copy costs the model's memory once more).
 
     The result is the untrained student, initialised from `model`'s weights; distillation
     (`leanformer.student.distil_student`, `leanformer compress`) then trains it against the
     original. `config` may be a `Recipe`: its stages are applied in order, each finalized before
     the next (e.g. pruning's masks baked), as an untrained composition.
     """
-    from .recipe import Recipe
-
-    if isinstance(config, Recipe):
-        for i, stage in enumerate(config.stages):
-            model = compress(model, stage.config)
-            method = method_for_config(stage.config)
-            if method.finalize and i < len(config.stages) - 1:
-                model = method.finalize(model, stage.config)
-        return model
-    method = method_for_config(config)
-    student = method.apply(model, config)
-    stages = recipe_of(model) + [{"method": method.name, "config": config.to_dict()}]
-    setattr(student.config, RECIPE_KEY, {"version": __version__, "recipe": stages})
+    stages = getattr(config, "stages", None)  # a Recipe (not imported: the recipe module sits above this one)
+    configs = [stage.config for stage in stages] if stages is not None else [config]
+    student = copy.deepcopy(model)
+    for i, stage_config in enumerate(configs):
+        student = _apply_stage(student, stage_config)
+        if i < len(configs) - 1:
+            student = finalize_stage(student, stage_config)
     return student
 
 
-def record_structure(model: nn.Module, structure: dict) -> None:
-    """Attach what a method decided during training (e.g. heads kept per layer) to its recipe stage,
-    so `load` can rebuild the exact structure before reading the weights."""
-    entry = getattr(model.config, RECIPE_KEY, None)
-    if not entry or not entry.get("recipe"):
-        raise LeanformerError("record_structure needs a model made by leanformer.compress")
-    entry["recipe"][-1]["structure"] = structure
+def _apply_stage(model: nn.Module, config) -> nn.Module:
+    method = method_for_config(config)
+    reason = method.unsupported(get_architecture(model))  # a sentence naming the family and what is supported
+    if reason:
+        raise ConfigError(reason)
+    stages = recipe_of(model)
+    model, structure = method.apply(model, config)
+    stage = {"method": method.name, "config": config.to_dict()}
+    if structure is not None:
+        stage["structure"] = structure
+    setattr(model.config, RECIPE_KEY, {"version": __version__, "recipe": stages + [stage]})
+    return model
+
+
+def finalize_stage(model: nn.Module, config) -> nn.Module:
+    """The method's finalize (e.g. pruning's masks baked and what they pruned removed), with the
+    structure it decided added to the model's last recipe stage, so `load` rebuilds it exactly."""
+    model, structure = method_for_config(config).finalize(model, config)
+    if structure is not None:
+        entry = getattr(model.config, RECIPE_KEY, None)
+        if not entry or not entry.get("recipe"):
+            raise LeanformerError("finalize_stage needs a model made by leanformer.compress")
+        last = entry["recipe"][-1]
+        last["structure"] = {**(last.get("structure") or {}), **structure}
+    return model
+
+
+def saved_recipe(path: str | os.PathLike) -> list[dict]:
+    """The recipe stages recorded in a saved model's config.json, read without building the model."""
+    config = json.loads((Path(path) / "config.json").read_text())
+    return list((config.get(RECIPE_KEY) or {}).get("recipe", []))
+
+
+def export(model: nn.Module, output: str | os.PathLike, *, opset: int = 17, options=()) -> Path:
+    """Write `model`'s deployable ONNX form: the last recipe stage whose method deploys as ONNX
+    writes it (int8 for quantization), else the float export (factored layers stay factored).
+    Encoder-decoders become a directory (encoder + cached decoder step), encoders one .onnx file.
+    `options`: export option configs of the methods (e.g. `Int8ExportOptions`), matched by class."""
+    output = Path(output)
+    seq2seq = get_architecture(model).is_encoder_decoder
+    for stage in reversed(recipe_of(model)):
+        method = method_by_name(stage["method"])
+        given = next((o for o in options if method.export_options and isinstance(o, method.export_options)), None)
+        path = method.export_onnx(model, output, seq2seq=seq2seq, opset=opset, options=given)
+        if path is not None:
+            return path
+    return export_seq2seq_onnx(model, output, opset=opset) if seq2seq else export_onnx(model, output, opset=opset)
+
+
+def deployed_runtime(model: nn.Module) -> str | None:
+    """The runtime a method deploys `model` to (e.g. "onnxruntime int8"), or None: it runs as it is."""
+    return next((r for r in (method_by_name(s["method"]).deployed_runtime for s in recipe_of(model)) if r), None)
 
 
 def save(
@@ -197,12 +242,17 @@ def load(path: str | os.PathLike, *, trust_remote_code: bool = False) -> nn.Modu
         return cls.from_pretrained(path, trust_remote_code=trust_remote_code, use_safetensors=True).eval()
 
     model = cls(config)
+    saved_version = str(getattr(config, RECIPE_KEY).get("version", "?"))
     for i, stage in enumerate(stages):
-        method = method_by_name(stage["method"])
         try:
+            method = method_by_name(stage["method"])
             stage_config = method.config_class.from_dict(stage["config"], where=f"stage {i + 1} ({stage['method']})")
             model = method.rebuild(model, stage_config, stage.get("structure"))
         except LeanformerError as err:
+            if _newer(saved_version, __version__):  # most likely a key or method this version does not know
+                raise LeanformerError(
+                    f"{str(path)!r} was saved by leanformer {saved_version}, newer than this leanformer {__version__}, and cannot be "
+                    f"rebuilt here ({err}): upgrade leanformer (pip install -U leanformer)") from None
             raise LeanformerError(f"{str(path / 'config.json')!r}, the {RECIPE_KEY!r} entry: {err}") from None
     state = _read_weights(path)
     result = model.load_state_dict(state, strict=False)
@@ -218,6 +268,15 @@ def load(path: str | os.PathLike, *, trust_remote_code: bool = False) -> nn.Modu
     model.tie_weights()
     setattr(model.config, RECIPE_KEY, getattr(config, RECIPE_KEY))
     return model.eval()
+
+
+def _newer(version: str, than: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(version) > Version(than)
+    except InvalidVersion:
+        return False
 
 
 def _saved_stages(config, path: Path) -> list[dict]:

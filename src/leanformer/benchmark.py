@@ -8,12 +8,12 @@ from pathlib import Path
 
 from torch import nn
 
-from .api import load, load_tokenizer, recipe_of
+from .api import deployed_runtime, export, load, load_tokenizer, recipe_of
 from .architectures import max_sequence_length
 from .errors import ConfigError
-from .methods.quantization import is_quantized
 from .data import TaskData
 from .evaluation import evaluate_model
+from .export import OnnxClassifier
 from .measure import (
     TEACHER_METHOD,
     BenchmarkRow,
@@ -34,8 +34,8 @@ class Candidate:
     """A saved model to benchmark; `metric` skips evaluation when it is already known.
 
     `runtime`: "torch" runs the PyTorch model; "onnx" exports it and runs onnxruntime; "auto" (the
-    default) deploys quantized models as int8 ONNX (their real form: fake quantization in PyTorch
-    is slower than float) and runs everything else in PyTorch.
+    default) deploys models whose method names a `deployed_runtime` (quantization: int8 ONNX, its
+    real form, as fake quantization in PyTorch is slower than float) and runs the rest in PyTorch.
     """
 
     label: str
@@ -46,11 +46,7 @@ class Candidate:
 
 
 def _deploy_onnx(model: nn.Module, directory: Path, threads: int) -> tuple[Path, object]:
-    from .export import OnnxClassifier, export_onnx
-    from .methods.quantization import export_int8_onnx
-
-    path = directory / "model.onnx"
-    (export_int8_onnx if is_quantized(model) else export_onnx)(model, path)
+    path = export(model, directory / "model.onnx")
     return path, OnnxClassifier(path, threads=threads, spinning=False)  # timed interleaved with PyTorch
 
 
@@ -88,7 +84,7 @@ def benchmark(
     for c in candidates:
         if c.runtime not in ("auto", "torch", "onnx"):
             raise ConfigError(f"runtime {c.runtime!r} of {c.label!r} is not one of auto, torch, onnx")
-        if c.runtime == "onnx" or (c.runtime == "auto" and is_quantized(models[c.label])):
+        if c.runtime == "onnx" or (c.runtime == "auto" and deployed_runtime(models[c.label])):
             deployed[c.label] = _deploy_onnx(models[c.label], Path(workdir.name) / c.label.replace("/", "_"), threads)
     for c in candidates:
         limit = max_sequence_length(models[c.label].config)
@@ -149,7 +145,7 @@ def benchmark(
                 teacher_flops_per_token=t["flops_per_token"],
                 command=command,
                 extra={"cpu": cpu, "cpu_flags": flags, "int8_path": path, "seq_len": seq_len, "threads": threads, "repeats": repeats, "batch_sizes": list(batch_sizes), "params_by_kind": count_parameters(models[c.label]),
-                       "runtime": "onnxruntime" + (" int8" if is_quantized(models[c.label]) else "") if c.label in deployed else "pytorch"},
+                       "runtime": (deployed_runtime(models[c.label]) or "onnxruntime") if c.label in deployed else "pytorch"},
             )
         )
     workdir.cleanup()

@@ -244,17 +244,8 @@ class ExportArgs(ConfigBase):
     output: str = field(
         default="", metadata={"help": "The .onnx file to write (encoder-decoders: a directory with encoder.onnx and decoder.onnx)."}
     )
-    opset: int = field(default=17, metadata={"help": "ONNX opset version."})
-    portable: bool = field(
-        default=False,
-        metadata={"help": "Quantized models: write the plain QDQ graph (any ONNX runtime) instead of onnxruntime's optimized int8 graph."},
-    )
+    opset: int = field(default=17, metadata={"help": "ONNX opset version (float graphs)."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing output file (directory for encoder-decoders)."})
-    int8_kernels: Literal["any", "vnni"] = field(
-        default="any",
-        metadata={"help": "Quantized models: 'any' stores 8-bit weights as uint8, exact on every x86 CPU; 'vnni' as int8, faster "
-                          "on CPUs with AVX512_VNNI/AVX_VNNI/AMX but wrong (saturating) on AVX2-only CPUs."},
-    )
 
     def validate(self) -> None:
         if not self.model or not self.output:
@@ -265,25 +256,20 @@ class ExportArgs(ConfigBase):
 
 
 def cmd_export(argv: list[str]) -> int:
-    from .api import check_output_apart, load
-    from .architectures import get_architecture
-    from .export import export_onnx
-    from .methods.quantization import export_int8_onnx, export_int8_seq2seq, is_quantized
-    from .onnx_generation import export_seq2seq_onnx
+    from .api import check_output_apart, deployed_runtime, export, load
+    from .registry import registered_methods
 
-    (args,) = _parse(
-        (ExportArgs,), argv, "leanformer export",
+    # each method's export options are flags too (e.g. quantization's --int8_kernels)
+    option_classes = tuple(m.export_options for m in registered_methods() if m.export_options)
+    args, *options = _parse(
+        (ExportArgs, *option_classes), argv, "leanformer export",
         "Export a saved model to ONNX: factored layers stay factored, quantized models become int8, encoder-decoders get a cached decoder step.",
     )
     check_output_apart(args.output, {"model": args.model}, inside_allowed=True)
     _check_new_output(args.output, args.overwrite)
     model = load(args.model)
-    seq2seq = get_architecture(model).is_encoder_decoder
-    if is_quantized(model):
-        path = (export_int8_seq2seq if seq2seq else export_int8_onnx)(model, args.output, optimize=not args.portable, kernels=args.int8_kernels)
-    else:
-        path = export_seq2seq_onnx(model, args.output, opset=args.opset) if seq2seq else export_onnx(model, args.output, opset=args.opset)
-    print(json.dumps({"onnx": str(path), "int8": is_quantized(model)}, indent=2))
+    path = export(model, args.output, opset=args.opset, options=options)
+    print(json.dumps({"onnx": str(path), "runtime": deployed_runtime(model) or "onnxruntime"}, indent=2))
     return 0
 
 

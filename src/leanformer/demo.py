@@ -1,7 +1,7 @@
 """The main job: fine-tune MiniLM on SST-2 into a teacher, make a student with every method, compare.
 
-Each registered method contributes a short `demo_config`; the table gains a row per method
-without any change here.
+Each registered method contributes a short `demo_config`; the table gains a row per method (and
+per composition under a method that `demo_stacks_on_others`) without any change here.
 """
 
 from __future__ import annotations
@@ -13,18 +13,12 @@ from pathlib import Path
 
 from .benchmark import Candidate, benchmark
 from .config import ConfigBase
-from .distill import DistillationConfig
 from .measure import markdown_table, write_results
 from .registry import registered_methods
 from .report import write_report
 from .student import distil_student
 from .teacher import FinetuneConfig, TaskConfig, finetune, teacher_metrics
 from .training import TrainConfig
-
-
-# Compositions the demo also runs (the presets prune_then_int8 and kronecker_then_int8, short):
-# the second method compresses the first one's student.
-COMPOSED = [("pruning", "quantization"), ("kronecker", "quantization")]
 
 
 @dataclass
@@ -60,15 +54,18 @@ def run_demo(cfg: DemoConfig) -> str:
     if cfg.max_eval_examples is not None:
         task.splits["test"] = task.splits["test"].select(range(min(cfg.max_eval_examples, len(task.splits["test"]))))
 
-    demos = {m.name: m for m in registered_methods() if m.demo_config is not None and (cfg.methods is None or m.name in cfg.methods)}
-    plan = [(name, None) for name in demos] + [(last, first) for first, last in COMPOSED if first in demos and last in demos]
+    demos = {m.name: m for m in registered_methods() if m.demo_config() is not None and (cfg.methods is None or m.name in cfg.methods)}
+    # compositions (short versions of presets such as prune_then_int8): a method that deploys last
+    # compresses every other method's student
+    plan = [(name, None) for name in demos] + [
+        (last, first) for last in demos if demos[last].demo_stacks_on_others for first in demos if first != last]
     students = []
     for i, (name, base) in enumerate(plan, 1):
         label = f"{base}+{name}" if base else name
         print(f"[2/3] student {i}/{len(plan)}: {label}", flush=True)
         method = demos[name]
-        student_train = TrainConfig(**{**train.to_dict(), "epochs": cfg.student_epochs, "learning_rate": 1e-4, **(method.demo_train or {})})
-        losses = method.default_distillation() if method.default_distillation else DistillationConfig()
+        student_train = TrainConfig(**{**train.to_dict(), "epochs": cfg.student_epochs, "learning_rate": 1e-4, **method.demo_train})
+        losses = method.default_distillation()
         path = distil_student(
             teacher_path, method.demo_config(), task, student_train, losses, out / label, overwrite=True,
             init_student=out / base if base else None,

@@ -6,14 +6,16 @@ import json
 
 import yaml
 
+from .api import recipe_of
 from .measure import count_parameters
+from .registry import method_by_name
 
 
 def model_card(model, record: dict) -> str:
     """README.md text: front matter, what the model is, its measured metrics, recipe, how to run it."""
-    recipe = (getattr(model.config, "leanformer", None) or {}).get("recipe", [])
+    recipe = recipe_of(model)
     methods = [stage["method"] for stage in recipe]
-    quantized = "quantization" in methods
+    notes = "; ".join(n for n in (method_by_name(m).export_note for m in methods) if n)
     seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
     front = {
         "library_name": "transformers",
@@ -45,7 +47,7 @@ def model_card(model, record: dict) -> str:
         "## ONNX", "",
         "```bash",
         f"leanformer export --model THIS_DIRECTORY --output {'onnx_dir' if seq2seq else 'model.onnx'}"
-        + ("   # int8 weights and activations, integer kernels" if quantized else ""),
+        + (f"   # {notes}" if notes else ""),
         "```", "",
     ]
     if seq2seq:

@@ -27,6 +27,7 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from .architectures import get_architecture, iter_layers
 from .errors import LeanformerError
+from .export import onnx_session
 
 ENCODER, DECODER, META = "encoder.onnx", "decoder.onnx", "generation.json"
 SHARED = "shared.data"  # tensors both graphs hold (token table, position table), stored once
@@ -198,8 +199,6 @@ class OnnxSeq2Seq:
     `leanformer.evaluation` makes, so BLEU is computed by the same code for every backend."""
 
     def __init__(self, directory: str | os.PathLike, *, threads: int | None = None, spinning: bool = True):
-        from .export import onnx_session
-
         directory = Path(directory)
         if not (directory / META).is_file():
             raise LeanformerError(f"{str(directory)!r} holds no exported encoder-decoder ({META} missing): run export_seq2seq_onnx first")

@@ -23,8 +23,7 @@ from pathlib import Path
 import yaml
 
 from .config import ConfigBase
-from .distill import DistillationConfig
-from .distill.general import GeneralDistillationConfig
+from .distill.config import DistillationConfig, GeneralDistillationConfig
 from .errors import ConfigError
 from .registry import method_by_name
 from .training import TrainConfig
@@ -36,7 +35,6 @@ SECTIONS: dict[str, type[ConfigBase]] = {
     "general_train": TrainConfig,
 }
 STAGE_KEYS = ("method", "config", *SECTIONS)
-RECIPE_KEYS = STAGE_KEYS  # kept for the one-stage form
 
 
 @dataclass

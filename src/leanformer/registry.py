@@ -1,43 +1,33 @@
-"""The method registry: each compression method registers its config class and how to apply it.
+"""The method registry: a compression method is a `Method` subclass with a lifecycle.
 
-Adding a method is one folder under `methods/` plus one `register_method(...)` call; `compress`,
-`load`, the CLI and recipes find it here by config class or by name.
+A method is one folder under `methods/` whose package registers one `Method` instance with
+`register_method`. Every folder there is found by name (`pkgutil`), so adding a method edits no
+other file. The spine (student, benchmark, export, report, model card, demo) only calls the hooks
+below; it never names a method.
+
+Lifecycle of a stage, as `leanformer compress` runs it:
+    apply → [calibrate] → distillation training (with `training_extras`) → finalize → [refine]
+`load` calls `rebuild` with the stage's saved config and the structure that `apply` and
+`finalize` reported, then reads the weights into it.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import dataclass, field
-from typing import Callable
+from pathlib import Path
+from typing import Callable, ClassVar, Iterable
 
 from torch import nn
 
+from .architectures import ArchitectureSpec
 from .config import ConfigBase
 from .errors import ConfigError
 
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    config_class: type[ConfigBase]
-    # Replace modules using the trained dense weights (e.g. SVD init of Kronecker factors).
-    apply: Callable[[nn.Module, ConfigBase], nn.Module]
-    # Build the same structure with uninitialised weights, so saved weights can be loaded into it.
-    # The third argument is the stage's recorded structure (see `api.record_structure`), or None.
-    rebuild: Callable[[nn.Module, ConfigBase, dict | None], nn.Module]
-    description: str = ""
-    # What the method adds to distillation training: callbacks (schedules), extra loss terms.
-    training_extras: Callable[[nn.Module, ConfigBase], "TrainingExtras"] | None = None
-    # After training: e.g. bake masks and physically remove pruned heads. Returns the final model.
-    finalize: Callable[[nn.Module, ConfigBase], nn.Module] | None = None
-    # A short configuration for `leanformer demo` (minutes on 2 CPU cores), or None to skip.
-    demo_config: Callable[[], ConfigBase] | None = None
-    # The distillation losses the method's paper trains with (used when the user gives none).
-    default_distillation: Callable[[], ConfigBase] | None = None
-    # TrainConfig overrides for the demo's short run (e.g. the learning rate that suits the method).
-    demo_train: dict | None = None
-    # Before training: look at a few training batches (e.g. set quantization ranges). Args: model,
-    # config, an iterable of collated batches; returns nothing.
-    calibrate: Callable | None = None
+# What a stage built, for `load` to rebuild it without deciding anything again (resolved shapes,
+# kept heads): JSON-serialisable, saved in config.json under the stage.
+Structure = dict | None
 
 
 @dataclass
@@ -51,28 +41,101 @@ class TrainingExtras:
     log_values: Callable | None = None
 
 
+@dataclass
+class ReportFigure:
+    file: str  # PNG file name in the report directory
+    title: str
+    figure: object  # matplotlib Figure
+
+
+class Method:
+    """Base class of a compression method. Required: `name`, `config_class`, `apply`, `rebuild`."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[ConfigBase]]
+
+    # --- required ---------------------------------------------------------------------------
+    def apply(self, model: nn.Module, config: ConfigBase) -> tuple[nn.Module, Structure]:
+        """Replace modules of `model` in place, initialised from its trained weights; return the
+        model and what was built (None when the config alone determines it)."""
+        raise NotImplementedError
+
+    def rebuild(self, model: nn.Module, config: ConfigBase, structure: Structure) -> nn.Module:
+        """The same modules with uninitialised weights, from the saved config and structure."""
+        raise NotImplementedError
+
+    # --- what the method supports, as data ----------------------------------------------------
+    def unsupported(self, spec: ArchitectureSpec) -> str | None:
+        """Why this method cannot compress the family `spec` describes (one sentence naming the family
+        and what is supported), or None if it can. The contract tests read this for every family."""
+        return None
+
+    # --- training ------------------------------------------------------------------------------
+    def default_distillation(self):
+        """The distillation losses of the method's paper (a DistillationConfig)."""
+        from .distill.config import DistillationConfig
+
+        return DistillationConfig()
+
+    def calibrate(self, model: nn.Module, config: ConfigBase, batches: Iterable[dict]) -> None:
+        """Before training: look at a few collated training batches (e.g. set quantization ranges)."""
+
+    def training_extras(self, model: nn.Module, config: ConfigBase) -> TrainingExtras | None:
+        """Callbacks (schedules), extra losses, learning-rate groups and log values for training."""
+        return None
+
+    def finalize(self, model: nn.Module, config: ConfigBase) -> tuple[nn.Module, Structure]:
+        """After training: e.g. bake masks and remove what they pruned; return the model and the
+        structure decided (None when nothing was)."""
+        return model, None
+
+    def refine_train(self, config: ConfigBase, train):
+        """A TrainConfig for a second distillation of the finalized model, or None (no refine phase)."""
+        return None
+
+    # --- deployment and reporting -----------------------------------------------------------------
+    # Options of this method's export, as a ConfigBase dataclass (becomes `leanformer export` flags).
+    export_options: ClassVar[type[ConfigBase] | None] = None
+    # Set when the method's real form is its ONNX export (benchmarks then time that, not PyTorch),
+    # with the runtime's name for the tables.
+    deployed_runtime: ClassVar[str | None] = None
+    # One line the model card adds to the export command.
+    export_note: ClassVar[str] = ""
+
+    def export_onnx(self, model: nn.Module, output: Path, *, seq2seq: bool, opset: int, options: ConfigBase | None) -> Path | None:
+        """Write the model's ONNX form and return its path, or None for the plain float export."""
+        return None
+
+    # Names of `TrainingExtras.log_values` that the report's training curves plot (as schedules).
+    plotted_log_values: ClassVar[tuple[str, ...]] = ()
+
+    def report_figures(self, students: list[Path]) -> list[ReportFigure]:
+        """Figures for `leanformer report` from saved students (skip those not made with this method)."""
+        return []
+
+    # --- demo -----------------------------------------------------------------------------------
+    def demo_config(self) -> ConfigBase | None:
+        """A short configuration for `leanformer demo` (minutes on 2 CPU cores), or None to skip."""
+        return None
+
+    # TrainConfig overrides for the demo's short run (e.g. the learning rate that suits the method).
+    demo_train: ClassVar[dict] = {}
+    # The demo also runs this method on top of every other method's demo student (a method that
+    # deploys last, as int8 quantization does).
+    demo_stacks_on_others: ClassVar[bool] = False
+
+
 _METHODS: dict[str, Method] = {}
 
 
-def register_method(
-    name: str,
-    config_class: type[ConfigBase],
-    *,
-    apply: Callable[[nn.Module, ConfigBase], nn.Module],
-    rebuild: Callable[[nn.Module, ConfigBase, dict | None], nn.Module] | None = None,
-    description: str = "",
-    training_extras: Callable[[nn.Module, ConfigBase], TrainingExtras] | None = None,
-    finalize: Callable[[nn.Module, ConfigBase], nn.Module] | None = None,
-    demo_config: Callable[[], ConfigBase] | None = None,
-    default_distillation: Callable[[], ConfigBase] | None = None,
-    demo_train: dict | None = None,
-    calibrate: Callable | None = None,
-) -> Method:
-    method = Method(
-        name, config_class, apply, rebuild or (lambda model, config, structure: apply(model, config)),
-        description, training_extras, finalize, demo_config, default_distillation, demo_train, calibrate,
-    )
-    _METHODS[name] = method
+def register_method(method: Method) -> Method:
+    """Make `method` available to `compress`, `load`, recipes and the CLI (by name and config class)."""
+    if not isinstance(method, Method):
+        raise TypeError(f"register_method takes a Method instance, got {type(method).__name__}")
+    for required in ("name", "config_class"):
+        if not hasattr(method, required):
+            raise TypeError(f"{type(method).__name__} must set the class attribute {required!r}")
+    _METHODS[method.name] = method
     return method
 
 
@@ -105,5 +168,10 @@ def method_for_config(config: ConfigBase) -> Method:
 
 
 def _import_builtin_methods() -> None:
-    # Methods register themselves on import; importing the package makes them all available.
-    from . import methods  # noqa: F401
+    # Each folder of `methods/` registers itself on import. Found by listing the folder, not by a
+    # static import, so the registry (a core module) depends on no method and a new method is one folder.
+    from . import methods
+
+    for module in pkgutil.iter_modules(methods.__path__):
+        if module.ispkg:
+            importlib.import_module(f"{methods.__name__}.{module.name}")

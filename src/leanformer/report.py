@@ -5,9 +5,10 @@ the teacher in one run, e.g. `leanformer demo`'s output directory) and/or saved 
 (`leanformer_metrics.json`, `training_log.json`, the recipe in config.json). Plots, each drawn
 only when the runs hold its data:
 - accuracy vs latency (batch 32) and accuracy vs size on disk, teacher starred, Pareto front drawn;
-- heads and FFN width kept per layer of every pruned student (heatmaps);
-- training curves: task, distillation and regularisation losses, pruning threshold and mask density;
-- activation ranges of every quantized tensor of every quantized student.
+- training curves: task, distillation and regularisation losses, and any schedule a method logs
+  (pruning threshold and mask density), phases one after another on one step axis;
+- each method's own figures (`Method.report_figures`): heads and FFN width kept per layer of every
+  pruned student, activation ranges of every quantized student.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from .api import saved_recipe  # noqa: E402
 from .errors import DataError  # noqa: E402
 from .measure import TEACHER_METHOD, BenchmarkRow, markdown_table, read_results  # noqa: E402
+from .registry import registered_methods  # noqa: E402
 
 RESULTS_FILE = "results.json"
 METRICS_FILE = "leanformer_metrics.json"
@@ -91,47 +94,15 @@ def tradeoff_figure(rows: list[BenchmarkRow], x: str) -> Figure | None:
     return fig
 
 
-def _recipe(student: Path) -> list[dict]:
-    config = json.loads((student / "config.json").read_text())
-    return (config.get("leanformer") or {}).get("recipe", [])
+def _loss_names(logs: list[list[dict]]) -> list[str]:
+    """Every loss the logs hold ("loss" = the total, then "loss_<term>" in order of appearance)."""
+    names = {k: None for log in logs for e in log for k in e if k == "loss" or k.startswith("loss_")}
+    return sorted(names, key=lambda k: k != "loss")
 
 
-def _structure(student: Path) -> dict | None:
-    for stage in _recipe(student):
-        if stage.get("method") == "pruning" and stage.get("structure"):
-            return stage["structure"]
-    return None
-
-
-def structure_figure(students: list[Path]) -> Figure | None:
-    """Heatmaps: heads kept and FFN dims kept, per layer (columns) of each pruned student (rows)."""
-    pruned = [(s, _structure(s)) for s in students]
-    pruned = [(s, st) for s, st in pruned if st]
-    if not pruned:
-        return None
-    fig, axes = plt.subplots(1, 2, figsize=(10, 1.2 + 0.45 * len(pruned)))
-    for ax, key, title in ((axes[0], "heads", "attention heads kept"), (axes[1], "ffn_dims", "FFN dimensions kept")):
-        grid = [st[key] for _, st in pruned]
-        width = max(len(g) for g in grid)
-        grid = [g + [0] * (width - len(g)) for g in grid]
-        image = ax.imshow(grid, aspect="auto", cmap="viridis")
-        for r, values in enumerate(grid):
-            for c, v in enumerate(values):
-                ax.text(c, r, str(v), ha="center", va="center", fontsize=7, color="white")
-        ax.set_xlabel("layer")
-        ax.set_ylabel("student")
-        ax.set_yticks(range(len(pruned)), [s.name for s, _ in pruned], fontsize=7)
-        ax.set_xticks(range(width))
-        ax.set_title(title)
-        fig.colorbar(image, ax=ax)
-    fig.tight_layout()
-    return fig
-
-
-CURVES = {
-    "losses": ("loss", "loss_task", "loss_logits", "loss_hidden", "loss_attention", "loss_embedding", "loss_pruning_regularization"),
-    "schedule": ("threshold", "mask_density"),
-}
+def _schedule_names() -> list[str]:
+    """The log values methods ask to plot (`Method.plotted_log_values`, e.g. pruning's threshold)."""
+    return [name for method in registered_methods() for name in method.plotted_log_values]
 
 
 def _log(student: Path) -> tuple[list[dict], list[tuple[float, str]]]:
@@ -171,20 +142,22 @@ def _curve_label(name: str) -> str:
 
 def curves_figure(students: list[Path]) -> Figure | None:
     """One panel of training losses per student (a loss keeps its colour across panels), then the
-    pruning schedule (threshold and mask density) of every pruning student. Training phases
-    (e.g. distillation, then refine) follow one another on the step axis, a grey line where each starts."""
+    schedules methods log (pruning: threshold and mask density) of every student that has them.
+    Training phases (e.g. distillation, then refine) follow one another on the step axis, a grey
+    line where each starts."""
     logs = [(s, *_log(s)) for s in students]
     logs = [(s, log, starts) for s, log, starts in logs if log]
     if not logs:
         return None
-    scheduled = [(s, log, starts) for s, log, starts in logs if any(n in e for e in log for n in CURVES["schedule"])]
+    losses, schedule = _loss_names([log for _, log, _ in logs]), _schedule_names()
+    scheduled = [(s, log, starts) for s, log, starts in logs if any(n in e for e in log for n in schedule)]
     panels = len(logs) + bool(scheduled)
     cols = min(3, panels)
     fig, axes = plt.subplots(-(-panels // cols), cols, figsize=(4.3 * cols, 3.3 * -(-panels // cols)), squeeze=False)
     flat = list(axes.ravel())
-    colours = {name: f"C{i}" for i, name in enumerate(CURVES["losses"])}
+    colours = {name: f"C{i % 10}" for i, name in enumerate(losses)}
     for ax, (student, log, phase_starts) in zip(flat, logs):
-        for name in CURVES["losses"]:
+        for name in losses:
             points = [(e["step"], e[name]) for e in log if e.get(name, 0) > 0]
             if points:
                 ax.plot(*zip(*points), label=_curve_label(name), color=colours[name], linewidth=1.2)
@@ -195,52 +168,19 @@ def curves_figure(students: list[Path]) -> Figure | None:
     if scheduled:
         ax = flat[len(logs)]
         for student, log, phase_starts in scheduled:
-            for name, style in zip(CURVES["schedule"], ("-", "--")):
+            for name, style in zip(schedule, ("-", "--", ":", "-.")):
                 points = [(e["step"], e[name]) for e in log if name in e]
                 if points:
                     ax.plot(*zip(*points), style, label=f"{student.name}: {name}", linewidth=1.2)
             _mark_phase_starts(ax, phase_starts)
-        ax.set_ylabel("threshold / mask density")
-        ax.set_title("pruning schedule", fontsize=10)
+        ax.set_ylabel(" / ".join(n.replace("_", " ") for n in schedule))
+        ax.set_title("schedules", fontsize=10)
     for ax in flat[:panels]:
         ax.set_xlabel("optimizer step")
         ax.legend(fontsize=6)
         ax.grid(alpha=0.3)
     for ax in flat[panels:]:
         fig.delaxes(ax)
-    fig.tight_layout()
-    return fig
-
-
-def _ranges(student: Path) -> dict[str, tuple[float, float]]:
-    if not any(stage.get("method") == "quantization" for stage in _recipe(student)):
-        return {}
-    from safetensors import safe_open
-
-    out: dict[str, list[float]] = {}
-    for file in sorted(student.glob("*.safetensors")):
-        with safe_open(str(file), "pt") as f:
-            for key in f.keys():
-                if key.endswith((".range_min", ".range_max")) and ".probs." not in key:
-                    out.setdefault(key.rsplit(".", 1)[0], [0.0, 0.0])["range_max" in key] = float(f.get_tensor(key))
-    return {k: (v[0], v[1]) for k, v in out.items()}
-
-
-def ranges_figure(students: list[Path]) -> Figure | None:
-    """The frozen range [min, max] of every quantized activation, one bar per tensor."""
-    quantized = [(s, _ranges(s)) for s in students]
-    quantized = [(s, r) for s, r in quantized if r]
-    if not quantized:
-        return None
-    fig, axes = plt.subplots(len(quantized), 1, figsize=(11, 3.2 * len(quantized)), squeeze=False)
-    for ax, (student, ranges) in zip(axes[:, 0], quantized):
-        names = list(ranges)
-        lows, highs = [ranges[n][0] for n in names], [ranges[n][1] for n in names]
-        ax.bar(range(len(names)), [h - lo for lo, h in zip(lows, highs)], bottom=lows, color="tab:green")
-        ax.set_xlabel("quantized activation (model order)")
-        ax.set_ylabel("range [min, max]")
-        ax.set_title(f"{student.name}: activation ranges of {len(names)} quantized tensors")
-        ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return fig
 
@@ -253,10 +193,11 @@ def write_report(run_dirs: list[str | os.PathLike], output_dir: str | os.PathLik
     figures = {
         "accuracy_vs_latency.png": ("Accuracy vs latency", tradeoff_figure(rows, "latency")),
         "accuracy_vs_size.png": ("Accuracy vs size", tradeoff_figure(rows, "size")),
-        "structure.png": ("What pruning kept, per layer", structure_figure(students)),
         "training_curves.png": ("Training curves", curves_figure(students)),
-        "activation_ranges.png": ("Activation ranges of the quantized students", ranges_figure(students)),
     }
+    # each method draws what only it knows (pruning: what it kept; quantization: activation ranges)
+    for method in registered_methods():
+        figures.update({f.file: (f.title, f.figure) for f in method.report_figures(students)})
     lines = ["# leanformer report", "", f"Runs: {', '.join(f'`{r}`' for r in run_dirs)}", ""]
     if rows:
         lines += [markdown_table(rows), ""]
@@ -270,7 +211,7 @@ def write_report(run_dirs: list[str | os.PathLike], output_dir: str | os.PathLik
         lines += ["## Students", "", "| student | recipe | test metrics |", "|---|---|---|"]
         for s in students:
             metrics = json.loads((s / METRICS_FILE).read_text()).get("metrics", {}).get("test", {})
-            recipe = " → ".join(stage["method"] for stage in _recipe(s)) or "dense"
+            recipe = " → ".join(stage["method"] for stage in saved_recipe(s)) or "dense"
             shown = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if isinstance(v, (int, float)))
             lines.append(f"| `{s}` | {recipe} | {shown} |")
         lines.append("")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 import time
@@ -13,7 +12,7 @@ import transformers
 from torch.utils.data import DataLoader
 from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding
 
-from .api import check_output_apart, check_writable, compress, load, load_tokenizer, save
+from .api import check_output_apart, check_writable, compress, finalize_stage, load, load_tokenizer, save
 from .architectures import check_sequence_length, get_architecture
 from .config import ConfigBase
 from .data import TaskData, tokenize_dataset
@@ -74,12 +73,12 @@ def distil_student(
     check_sequence_length(teacher.config, train.max_length, str(teacher_path))
     tokenizer = load_tokenizer(teacher_path, teacher.config.vocab_size)
     check_task_fits(teacher, task, str(teacher_path))
-    base = load(init_student) if init_student is not None else copy.deepcopy(teacher)
+    base = load(init_student) if init_student is not None else teacher
     check_same_vocabulary(teacher, base, str(init_student))
-    student = compress(base, method_config)
+    student = compress(base, method_config)  # a copy: the teacher stays as it was
     if init_encoder is not None:
         load_encoder(student, init_encoder)
-    extras = method.training_extras(student, method_config) if method.training_extras else None
+    extras = method.training_extras(student, method_config)
 
     collator = (
         DataCollatorForSeq2Seq(tokenizer, model=student) if task.spec.kind == "translation" else DataCollatorWithPadding(tokenizer)
@@ -89,9 +88,8 @@ def distil_student(
         train_split = teacher_translations(teacher, tokenizer, task, train)
     features = tokenize_dataset(task.spec, train_split, tokenizer, train.max_length, for_training=True)
     started = time.perf_counter()
-    if method.calibrate:
-        loader = DataLoader(features, batch_size=train.batch_size, shuffle=True, collate_fn=collator, generator=torch.Generator().manual_seed(train.seed))
-        method.calibrate(student, method_config, iter(loader))
+    loader = DataLoader(features, batch_size=train.batch_size, shuffle=True, collate_fn=collator, generator=torch.Generator().manual_seed(train.seed))
+    method.calibrate(student, method_config, iter(loader))  # batches are collated only if the method asks for them
     log_history = []  # every training log line, kept with the student (the report plots it)
     if train.trains:
         trainer = run_distillation(
@@ -99,17 +97,14 @@ def distil_student(
             distillation=distillation, output_dir=output_dir, extras=extras, resume=resume,
         )
         log_history += [{**entry, "phase": "distillation"} for entry in trainer.state.log_history]
-    if method.finalize:
-        student = method.finalize(student, method_config)
-        refine_epochs = getattr(method_config, "refine_epochs", 0) or 0
-        if refine_epochs > 0:
-            # e.g. Block Pruning's "hybrid filled": distil the finalized, smaller dense model again
-            refine = TrainConfig(**{**train.to_dict(), "epochs": float(refine_epochs), "max_steps": -1})
-            trainer = run_distillation(
-                student, teacher, features, collator=collator, tokenizer=tokenizer, train=refine,
-                distillation=distillation, output_dir=refine_dir, resume=resume,
-            )
-            log_history += [{**entry, "phase": "refine"} for entry in trainer.state.log_history]
+    student = finalize_stage(student, method_config)
+    refine = method.refine_train(method_config, train)
+    if refine is not None:  # e.g. Block Pruning's "hybrid filled": distil the finalized, smaller model again
+        trainer = run_distillation(
+            student, teacher, features, collator=collator, tokenizer=tokenizer, train=refine,
+            distillation=distillation, output_dir=refine_dir, resume=resume,
+        )
+        log_history += [{**entry, "phase": "refine"} for entry in trainer.state.log_history]
     seconds = time.perf_counter() - started
 
     metrics = {
@@ -266,7 +261,7 @@ def distil_recipe(
             )
         if not (finished and resume):
             stage_train = stage.train or train
-            losses = stage.distillation or distillation or (method.default_distillation() if method.default_distillation else DistillationConfig())
+            losses = stage.distillation or distillation or method.default_distillation()
             encoder = init_encoder if i == 0 else None
             if i == 0 and stage.general is not None and encoder is None:
                 encoder = Path(str(output_dir) + ".general")

@@ -47,3 +47,12 @@ class DistillationConfig(ConfigBase):
     @property
     def uses_intermediate(self) -> bool:
         return bool(self.embedding_weight or self.hidden_weight or self.attention_weight)
+
+
+@dataclass
+class GeneralDistillationConfig(ConfigBase):
+    """Stage 1 of KroneckerBERT (`distill.general`): distil the compressed pre-trained encoder on unlabelled text."""
+
+    pretrained: str = field(default="minilm", metadata={"help": "The pre-trained encoder the teacher was fine-tuned from (packaged name or directory)."})
+    corpus: str = field(default="vitaminc_wiki", metadata={"help": "Unlabelled text: 'vitaminc_wiki', 'general_en' (built-in) or a text file with one passage per line."})
+    corpus_samples: int | None = field(default=None, metadata={"help": "Use at most this many passages (seeded)."})

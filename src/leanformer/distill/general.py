@@ -7,7 +7,6 @@ then initialise the task student of stage 2 (`student.distil_student(..., init_e
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,15 +18,8 @@ from ..config import ConfigBase
 from ..data.corpus import load_corpus
 from ..models import resolve_model
 from ..training import TrainConfig
-from .config import DistillationConfig
+from .config import DistillationConfig, GeneralDistillationConfig
 from .trainer import checkpoint_dir, run_distillation
-
-
-@dataclass
-class GeneralDistillationConfig(ConfigBase):
-    pretrained: str = field(default="minilm", metadata={"help": "The pre-trained encoder the teacher was fine-tuned from (packaged name or directory)."})
-    corpus: str = field(default="vitaminc_wiki", metadata={"help": "Unlabelled text: 'vitaminc_wiki', 'general_en' (built-in) or a text file with one passage per line."})
-    corpus_samples: int | None = field(default=None, metadata={"help": "Use at most this many passages (seeded)."})
 
 
 def _pretrained_model(path: Path):

@@ -1,11 +1,11 @@
 """Kronecker decomposition (KroneckerBERT): embeddings and every attention/FFN linear as A⊗B factors,
 initialised by the nearest Kronecker product and trained by intermediate-layer distillation."""
 
-from ...distill import DistillationConfig
-from ...registry import register_method
+from ...distill.config import DistillationConfig
+from ...registry import Method, register_method
 from .config import KroneckerConfig
 from .layers import KroneckerEmbedding, KroneckerLinear
-from .model import apply_kronecker, rebuild_kronecker, resolved_shapes
+from .model import apply_kronecker, built_shapes, rebuild_kronecker, resolved_shapes
 from .nearest import nearest_kronecker_product
 
 
@@ -14,17 +14,29 @@ def kronecker_distillation() -> DistillationConfig:
     return DistillationConfig(temperature=1.0, logit_weight=1.0, task_weight=1.0, embedding_weight=1.0, hidden_weight=1.0, attention_weight=1.0)
 
 
-register_method(
-    "kronecker",
-    KroneckerConfig,
-    apply=apply_kronecker,
-    rebuild=rebuild_kronecker,
-    description="Kronecker factors for embeddings, attention and FFN (KroneckerBERT)",
-    default_distillation=kronecker_distillation,
-    demo_config=lambda: KroneckerConfig(target_compression=8.0),
+class KroneckerMethod(Method):
+    """Kronecker factors for embeddings, attention and FFN (KroneckerBERT)."""
+
+    name = "kronecker"
+    config_class = KroneckerConfig
     # factors start far from the trained weights at 8x: they need a larger step than fine-tuning
     # (SST-2, 125 steps: lr 1e-4 -> 51.7%, 5e-4 -> 74.3%, 2e-3 -> 74.1%)
-    demo_train={"learning_rate": 5e-4},
-)
+    demo_train = {"learning_rate": 5e-4}
 
-__all__ = ["KroneckerConfig", "KroneckerLinear", "KroneckerEmbedding", "apply_kronecker", "rebuild_kronecker", "resolved_shapes", "nearest_kronecker_product", "kronecker_distillation"]
+    def apply(self, model, config):
+        shapes = built_shapes(model, config)  # searched once, here, and saved: `load` never searches
+        return apply_kronecker(model, config, shapes=shapes), shapes
+
+    def rebuild(self, model, config, structure):
+        return rebuild_kronecker(model, config, structure)
+
+    def default_distillation(self):
+        return kronecker_distillation()
+
+    def demo_config(self):
+        return KroneckerConfig(target_compression=8.0)
+
+
+register_method(KroneckerMethod())
+
+__all__ = ["KroneckerConfig", "KroneckerLinear", "KroneckerEmbedding", "apply_kronecker", "rebuild_kronecker", "resolved_shapes", "built_shapes", "KroneckerMethod", "nearest_kronecker_product", "kronecker_distillation"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from ...architectures import base_prefix, get_architecture, iter_layers, linear_roles, replace_module
-from ...errors import ConfigError
+from ...errors import ConfigError, LeanformerError
 from ...measure import count_parameters
 from .config import ATTENTION_ROLES, KroneckerConfig
 from .layers import KroneckerEmbedding, KroneckerLinear
@@ -43,14 +43,23 @@ def _check_divides(name: str, shape: list[int], rows: int, cols: int, setting: s
         )
 
 
-def apply_kronecker(model: nn.Module, config: KroneckerConfig, *, initialise: bool = True) -> nn.Module:
+def built_shapes(model: nn.Module, config: KroneckerConfig) -> dict:
+    """The shapes `config` resolves to on this model, as saved with the student (`load` reads them
+    back instead of searching again)."""
+    attention_a, ffn_a, embedding_n = resolved_shapes(model, config)
+    return {"attention_a": attention_a, "ffn_a": ffn_a, "embedding_n": embedding_n}
+
+
+def apply_kronecker(model: nn.Module, config: KroneckerConfig, *, initialise: bool = True, shapes: dict | None = None) -> nn.Module:
     """Replace the configured linears and word embeddings by Kronecker factors, in place.
 
     `initialise=True` sets the factors by the nearest Kronecker product of the current weights;
-    `False` only builds the structure (for loading saved factors).
+    `False` only builds the structure (for loading saved factors). `shapes`: the resolved shapes
+    (`built_shapes`) to build, instead of resolving `config` on this model.
     """
     spec = get_architecture(model)
-    attention_a, ffn_a, embedding_n = resolved_shapes(model, config)
+    shapes = shapes if shapes is not None else built_shapes(model, config)
+    attention_a, ffn_a, embedding_n = shapes["attention_a"], shapes["ffn_a"], shapes["embedding_n"]
     for name, role in linear_roles(model).items():
         if role not in config.roles:
             continue
@@ -89,4 +98,10 @@ def apply_kronecker(model: nn.Module, config: KroneckerConfig, *, initialise: bo
 
 
 def rebuild_kronecker(model: nn.Module, config: KroneckerConfig, structure: dict | None = None) -> nn.Module:
-    return apply_kronecker(model, config, initialise=False)
+    """The saved factor shapes, built empty. Students saved before shapes were recorded (leanformer
+    0.1.0 without a structure) resolve `config` again, as they were built."""
+    if structure is not None:
+        missing = [k for k in ("attention_a", "ffn_a", "embedding_n") if k not in structure]
+        if missing:
+            raise LeanformerError(f"the recorded Kronecker structure lacks {', '.join(missing)}: {structure!r:.120}")
+    return apply_kronecker(model, config, initialise=False, shapes=structure)

@@ -1,11 +1,12 @@
 """Block movement pruning (Block Pruning For Faster Transformers): masked blocks, heads and FFN dims
 learned during distillation, then physically removed into a smaller dense model."""
 
-from ...distill import DistillationConfig
-from ...registry import register_method
+from ...registry import Method, ReportFigure, register_method
+from ...training import TrainConfig
 from .config import BlockPruningConfig
+from .figures import structure_figure
 from .layers import MaskedLinear, PruningState, expand_blocks, find_state, score_regularization
-from .model import apply_pruning, pruning_training_extras, rebuild_pruning
+from .model import apply_pruning, pruning_training_extras, rebuild_pruning, unsupported_reason
 from .removal import apply_structure, bake_masks, fill_zeros, finalize_pruning, remove_pruned_structure, surviving_ffn_dims, surviving_heads
 from .report import pruning_report
 from .schedule import PruningScheduleCallback, cubic_threshold_schedule, finish_state, regularization_lambda, update_state
@@ -16,23 +17,48 @@ def demo_pruning_config() -> BlockPruningConfig:
     return BlockPruningConfig.hybrid(final_lambda=20.0, score_learning_rate=0.05, initial_warmup=0.05, final_warmup=0.2)
 
 
-register_method(
-    "pruning",
-    BlockPruningConfig,
-    apply=apply_pruning,
-    rebuild=rebuild_pruning,
-    description="Block movement pruning: heads and FFN dims removed into a smaller dense model (Block Pruning)",
-    training_extras=pruning_training_extras,
-    finalize=finalize_pruning,
-    demo_config=demo_pruning_config,
-    # the paper's loss: 0.9·T²·KL(teacher‖student) with T = 2, plus 0.1·CE
-    default_distillation=DistillationConfig,
-)
+class BlockPruningMethod(Method):
+    """Block movement pruning: heads and FFN dims removed into a smaller dense model (Block Pruning).
+    The default distillation is the paper's: 0.9·T²·KL(teacher‖student) with T = 2, plus 0.1·CE."""
+
+    name = "pruning"
+    config_class = BlockPruningConfig
+    plotted_log_values = ("threshold", "mask_density")
+
+    def unsupported(self, spec):
+        return unsupported_reason(spec)
+
+    def apply(self, model, config):
+        return apply_pruning(model, config), None  # what is kept is decided in training: see finalize
+
+    def rebuild(self, model, config, structure):
+        return rebuild_pruning(model, config, structure)
+
+    def training_extras(self, model, config):
+        return pruning_training_extras(model, config)
+
+    def finalize(self, model, config):
+        return finalize_pruning(model, config)
+
+    def refine_train(self, config, train):
+        # "hybrid filled": distil the finalized, smaller dense model again
+        if not config.refine_epochs:
+            return None
+        return TrainConfig(**{**train.to_dict(), "epochs": float(config.refine_epochs), "max_steps": -1})
+
+    def report_figures(self, students):
+        return [ReportFigure("structure.png", "What pruning kept, per layer", structure_figure(students))]
+
+    def demo_config(self):
+        return demo_pruning_config()
+
+
+register_method(BlockPruningMethod())
 
 __all__ = [
     "BlockPruningConfig", "MaskedLinear", "PruningState", "PruningScheduleCallback",
     "apply_pruning", "rebuild_pruning", "pruning_training_extras", "finalize_pruning", "apply_structure",
     "bake_masks", "remove_pruned_structure", "fill_zeros", "surviving_heads", "surviving_ffn_dims",
     "cubic_threshold_schedule", "regularization_lambda", "update_state", "finish_state",
-    "expand_blocks", "find_state", "score_regularization", "pruning_report", "demo_pruning_config",
+    "expand_blocks", "find_state", "score_regularization", "pruning_report", "demo_pruning_config", "BlockPruningMethod", "structure_figure",
 ]

@@ -27,13 +27,17 @@ def supported_model_types() -> list[str]:
     return sorted(name for name, spec in ARCHITECTURES.items() if not spec.is_encoder_decoder)
 
 
-def _check_supported(model: nn.Module) -> None:
-    spec = get_architecture(model)
+def unsupported_reason(spec) -> str | None:
+    """Why block pruning cannot compress the family `spec` describes, or None."""
     if spec.is_encoder_decoder:
-        raise ConfigError(
-            f"block pruning supports encoder models ({', '.join(supported_model_types())}); "
-            f"{spec.model_type!r} is an encoder-decoder"
-        )
+        return f"block pruning supports encoder models ({', '.join(supported_model_types())}); {spec.model_type!r} is an encoder-decoder"
+    return None
+
+
+def _check_supported(model: nn.Module) -> None:
+    reason = unsupported_reason(get_architecture(model))
+    if reason:
+        raise ConfigError(reason)
 
 
 def _divisors(n: int) -> str:

@@ -10,7 +10,7 @@ Rules (all exact: the smaller model computes what the masked one did):
   activations with act(0) = 0: GELU, ReLU, SiLU); each layer keeps at least one dim.
 Removal slices Q/K/V rows, attention-output columns, W1 rows (and biases) and W2 columns into
 plain `nn.Linear`s and updates the attention module's head count attributes, so the model stays
-its transformers class. The kept structure is recorded in the recipe (`record_structure`):
+its transformers class. The kept structure is what `finalize_pruning` returns (saved in the recipe stage):
     {"heads": [kept per layer], "head_indices": [[kept head ids] per layer], "ffn_dims": [kept per layer]}
 `apply_structure` reproduces it on a freshly built dense model for `leanformer.load`.
 """
@@ -23,7 +23,6 @@ import inspect
 import torch
 from torch import nn
 
-from ...api import record_structure
 from ...architectures import LayerRef, get_architecture, iter_layers, replace_module
 from ...errors import ConfigError, LeanformerError
 from .config import BlockPruningConfig
@@ -176,8 +175,8 @@ def fill_zeros(model: nn.Module, std: float, generator: torch.Generator | None =
                 linear.weight.copy_(torch.where(zeros, noise * std, linear.weight))
 
 
-def finalize_pruning(model: nn.Module, config: BlockPruningConfig) -> nn.Module:
-    """Bake the end-of-schedule masks, remove dead heads and FFN dims, record the structure."""
+def finalize_pruning(model: nn.Module, config: BlockPruningConfig) -> tuple[nn.Module, dict]:
+    """Bake the end-of-schedule masks, remove dead heads and FFN dims; the model and the structure kept."""
     state = find_state(model)
     if state is None:
         raise ConfigError("the model has no masked layers: compress it with BlockPruningConfig before finalizing")
@@ -186,8 +185,7 @@ def finalize_pruning(model: nn.Module, config: BlockPruningConfig) -> nn.Module:
     structure = remove_pruned_structure(model)
     if config.fill_noise_std > 0:
         fill_zeros(model, config.fill_noise_std)
-    record_structure(model, structure)
-    return model
+    return model, structure
 
 
 def apply_structure(model: nn.Module, structure: dict) -> nn.Module:

@@ -1,10 +1,15 @@
 """Full quantization (Fully Quantized Transformer): fake-quantized training of every matmul input,
 then real int8 inference through ONNX Runtime."""
 
-from ...distill import DistillationConfig
-from ...registry import register_method
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ...config import ConfigBase
+from ...registry import Method, ReportFigure, register_method
 from .attention import quantized_attention
 from .config import SUPPORTED_BITS, QuantizationConfig
+from .deploy import export_int8_onnx, export_int8_seq2seq, fold_weight_quantization, fold_weight_views, frozen_for_export
+from .figures import activation_ranges, ranges_figure
 from .layers import QuantizedEmbedding, QuantizedLinear
 from .model import (
     QuantizationStartCallback,
@@ -17,27 +22,66 @@ from .model import (
     rebuild_quantization,
     set_quantization_enabled,
 )
-from .deploy import export_int8_onnx, export_int8_seq2seq, fold_weight_quantization, fold_weight_views, frozen_for_export
 from .quantizers import ActivationQuantizer, WeightQuantizer, grid, scale_and_zero_point
 
-register_method(
-    "quantization",
-    QuantizationConfig,
-    apply=apply_quantization,
-    rebuild=rebuild_quantization,
-    description="Full quantization: every matmul input fake-quantized (8 bits and lower), int8 inference via ONNX (FullyQT)",
-    training_extras=quantization_training_extras,
-    demo_config=QuantizationConfig,
+
+@dataclass
+class Int8ExportOptions(ConfigBase):
+    """How a quantized model is written as int8 ONNX (`leanformer export` flags)."""
+
+    portable: bool = field(
+        default=False,
+        metadata={"help": "Quantized models: write the plain QDQ graph (any ONNX runtime) instead of onnxruntime's optimized int8 graph."},
+    )
+    int8_kernels: Literal["any", "vnni"] = field(
+        default="any",
+        metadata={"help": "Quantized models: 'any' stores 8-bit weights as uint8, exact on every x86 CPU; 'vnni' as int8, faster "
+                          "on CPUs with AVX512_VNNI/AVX_VNNI/AMX but wrong (saturating) on AVX2-only CPUs."},
+    )
+
+
+class QuantizationMethod(Method):
+    """Full quantization: every matmul input fake-quantized (8 bits and lower), int8 inference via ONNX (FullyQT)."""
+
+    name = "quantization"
+    config_class = QuantizationConfig
+    export_options = Int8ExportOptions
+    deployed_runtime = "onnxruntime int8"  # fake quantization in PyTorch is slower than float: time the real form
+    export_note = "int8 weights and activations, integer kernels"
     # QAT starts from the teacher: a small learning rate and half an epoch keep what it knows
-    # (and the demo's three quantized students within its ~10 minutes)
-    demo_train={"learning_rate": 2e-5, "epochs": 0.5},
-    default_distillation=DistillationConfig,
-    calibrate=calibrate_before_training,
-)
+    # (and the demo's quantized students within its ~10 minutes)
+    demo_train = {"learning_rate": 2e-5, "epochs": 0.5}
+    demo_stacks_on_others = True  # int8 deploys last: the demo quantizes every other method's student too
+
+    def apply(self, model, config):
+        return apply_quantization(model, config), None  # ranges and weights are in the saved state
+
+    def rebuild(self, model, config, structure):
+        return rebuild_quantization(model, config, structure)
+
+    def calibrate(self, model, config, batches):
+        calibrate_before_training(model, config, batches)
+
+    def training_extras(self, model, config):
+        return quantization_training_extras(model, config)
+
+    def export_onnx(self, model, output, *, seq2seq, opset, options):
+        options = options or Int8ExportOptions()
+        export = export_int8_seq2seq if seq2seq else export_int8_onnx
+        return export(model, output, optimize=not options.portable, kernels=options.int8_kernels)
+
+    def report_figures(self, students):
+        return [ReportFigure("activation_ranges.png", "Activation ranges of the quantized students", ranges_figure(students))]
+
+    def demo_config(self):
+        return QuantizationConfig()
+
+
+register_method(QuantizationMethod())
 
 __all__ = [
     "QuantizationConfig", "SUPPORTED_BITS", "QuantizedLinear", "QuantizedEmbedding", "ActivationQuantizer", "WeightQuantizer",
     "apply_quantization", "rebuild_quantization", "calibrate", "activation_quantizers", "set_quantization_enabled",
     "quantization_training_extras", "QuantizationStartCallback", "quantized_attention", "grid", "scale_and_zero_point",
-"is_quantized", "export_int8_onnx", "export_int8_seq2seq", "fold_weight_quantization", "fold_weight_views", "frozen_for_export",
+"is_quantized", "QuantizationMethod", "Int8ExportOptions", "activation_ranges", "ranges_figure", "export_int8_onnx", "export_int8_seq2seq", "fold_weight_quantization", "fold_weight_views", "frozen_for_export",
 ]

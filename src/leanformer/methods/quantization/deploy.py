@@ -36,6 +36,8 @@ from onnx import numpy_helper
 from torch import nn
 
 from ...errors import LeanformerError
+from ...export import export_onnx
+from ...onnx_generation import export_seq2seq_onnx
 from .quantizers import ActivationQuantizer, WeightQuantizer, grid
 
 
@@ -536,8 +538,6 @@ def _int8_postprocess(optimize: bool, tables_transposed: bool = False):
 def export_int8_seq2seq(model: nn.Module, directory: str | os.PathLike, *, optimize: bool = True, kernels: str = "any") -> Path:
     """Encoder and cached decoder step of a fake-quantized encoder-decoder, as int8 ONNX graphs
     (`kernels`: see INTEGER_KERNELS)."""
-    from ...onnx_generation import export_seq2seq_onnx
-
     with frozen_for_export(model, kernels), torch.no_grad():
         return export_seq2seq_onnx(model, directory, postprocess=_int8_postprocess(optimize, tables_transposed=True))
 
@@ -549,8 +549,6 @@ def export_int8_onnx(model: nn.Module, path: str | os.PathLike, *, seq_len: int 
     it the file is the plain QDQ graph with 8-bit integer weights. `kernels` picks the x86 integer
     kernels the file is exact on (INTEGER_KERNELS): "any" by default.
     """
-    from ...export import export_onnx
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
