@@ -1,5 +1,3 @@
-"""Compression methods: each folder registers its config class with `leanformer.register_method`."""
-
-from . import kronecker  # noqa: F401
-from . import pruning  # noqa: F401
-from . import quantization  # noqa: F401
+"""Compression methods, one folder each. Every folder here registers its `Method` subclass when
+imported; `leanformer.registry` lists the folders and imports them on first use, so this package
+imports nothing itself and a new method needs no edit outside its folder."""
