@@ -6,7 +6,7 @@ CACHE  ?= $(HOME)/.cache/leanformer
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup assets demo test clean
+.PHONY: setup assets demo test test-fast clean
 
 # torch first, from the local CPU wheel: any other route pulls a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
@@ -38,6 +38,10 @@ demo: assets
 
 test: assets
 	$(PY) -m pytest -q tests
+
+# everything but the tests marked slow (real models, torchrun, training from scratch)
+test-fast: assets
+	$(PY) -m pytest -q -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

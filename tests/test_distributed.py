@@ -10,6 +10,8 @@ import pytest
 
 SCRIPT = Path(__file__).parent / "distributed_distill.py"
 
+pytestmark = pytest.mark.slow  # torchrun starts several Python processes
+
 
 def _run(cmd, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
@@ -17,7 +19,6 @@ def _run(cmd, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-@pytest.mark.slow
 def test_two_process_torchrun_matches_one_process_loss_at_step_0(tmp_path):
     one, two = tmp_path / "one.json", tmp_path / "two.json"
     _run([sys.executable, str(SCRIPT), str(one)], tmp_path)

@@ -77,6 +77,7 @@ def test_vitaminc_wiki_corpus_holds_only_train_evidence():
     assert not texts & held_out
 
 
+@pytest.mark.slow  # reads the whole corpus and three real tasks (~10 s)
 def test_general_english_corpus_is_larger_and_holds_no_evaluation_text():
     from leanformer.data import load_task
 

@@ -423,6 +423,7 @@ def test_qat_student_and_post_training_baseline_from_the_pipeline(tmp_path):
     assert 0 <= rows[1].metric <= 100 and rows[1].latency_b1_ms > 0
 
 
+@pytest.mark.slow  # trains a translation teacher from scratch, then its student (~25 s)
 def test_translation_teacher_from_scratch_and_its_quantized_student(tmp_path, monkeypatch):
     import json
 

@@ -8,8 +8,9 @@ import leanformer
 from leanformer.demo import DemoConfig, run_demo
 from leanformer.measure import read_results
 
+pytestmark = pytest.mark.slow  # the real packaged model: fine-tuned, compressed and benchmarked
 
-@pytest.mark.slow
+
 def test_demo_end_to_end_on_real_minilm(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LEANFORMER_CACHE", str(tmp_path / "cache"))
     cfg = DemoConfig(
