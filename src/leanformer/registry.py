@@ -113,6 +113,11 @@ class Method:
         """Figures for `leanformer report` from saved students (skip those not made with this method)."""
         return []
 
+    def tiny_config(self, spec: ArchitectureSpec) -> ConfigBase:
+        """A configuration that fits a tiny model of family `spec` (hidden 32, 4 heads, FFN 64):
+        what the contract tests and dry runs compress with."""
+        return self.config_class()
+
     # --- demo -----------------------------------------------------------------------------------
     def demo_config(self) -> ConfigBase | None:
         """A short configuration for `leanformer demo` (minutes on 2 CPU cores), or None to skip."""

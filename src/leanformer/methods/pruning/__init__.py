@@ -49,6 +49,9 @@ class BlockPruningMethod(Method):
     def report_figures(self, students):
         return [ReportFigure("structure.png", "What pruning kept, per layer", structure_figure(students))]
 
+    def tiny_config(self, spec):
+        return BlockPruningConfig.hybrid(block_shape=[8, 8])
+
     def demo_config(self):
         return demo_pruning_config()
 

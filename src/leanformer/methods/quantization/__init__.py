@@ -73,6 +73,10 @@ class QuantizationMethod(Method):
     def report_figures(self, students):
         return [ReportFigure("activation_ranges.png", "Activation ranges of the quantized students", ranges_figure(students))]
 
+    def tiny_config(self, spec):
+        # attention matmuls are quantized through transformers' attention interface (not MPNet's own attention)
+        return QuantizationConfig(quantize_attention=spec.attention_interface)
+
     def demo_config(self):
         return QuantizationConfig()
 
