@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 
 # The public verbs, imported on first use: `import leanformer` (and `leanformer --help`) must not
 # pay for torch and transformers before anything needs them.
-_EXPORTS = {"compress": ".api", "load": ".api", "save": ".api", "recipe_of": ".api",
+_EXPORTS = {"compress": ".api", "load": ".api", "save": ".api", "export": ".api", "recipe_of": ".api",
             "register_method": ".registry", "available_methods": ".registry"}
 
 __all__ = [*_EXPORTS, "__version__"]
