@@ -173,6 +173,37 @@ def test_a_student_saved_without_shapes_still_loads_by_resolving_its_config(tmp_
     assert count_parameters(loaded) == count_parameters(student)
 
 
+def test_a_decoder_wider_than_its_encoder_is_searched_and_counted_per_layer():
+    """Marian with decoder FFN 96 and encoder FFN 64: the search sees both widths, picks an FFN shape
+    that divides both, and the parameter count it targets is the one the built model has."""
+    from tiny_models import tiny_config
+
+    from leanformer.architectures import iter_layers
+    from leanformer.methods.kronecker.model import _dimensions
+
+    config = tiny_config("marian")
+    config.decoder_ffn_dim = 96
+    torch.manual_seed(0)
+    teacher = transformers.MarianMTModel(config).eval()
+    dims = _dimensions(teacher)
+    assert dims.ffn_widths == (64, 64, 96, 96)
+
+    def encoder_and_embeddings(model):  # what target_compression is about, counted independently
+        layers = sum(p.numel() for layer in iter_layers(model) for p in layer.module.parameters())
+        embeddings = count_parameters(model)["embeddings"]
+        return layers + embeddings
+
+    factored = {n for n, r in linear_roles(teacher).items()} | {"model.shared"}
+    kept_dense = sum(p.numel() for layer in iter_layers(teacher) for n, p in layer.module.named_parameters()
+                     if not (n.endswith(".weight") and f"{layer.name}.{n[:-len('.weight')]}" in factored))
+    assert dims.other_params == count_parameters(teacher)["embeddings"] - teacher.model.shared.weight.numel() + kept_dense
+
+    student = leanformer.compress(teacher, KroneckerConfig(target_compression=2.0, roles=["query", "key", "value", "attention_output", "ffn_in", "ffn_out"]))
+    ffn_a = leanformer.recipe_of(student)[0]["structure"]["ffn_a"]
+    assert 64 % ffn_a[0] == 0 and 96 % ffn_a[0] == 0
+    assert 2.0 <= encoder_and_embeddings(teacher) / encoder_and_embeddings(student) <= 2.0 * 1.15
+
+
 def test_config_errors_name_the_fix():
     with pytest.raises(ConfigError, match=r"attention_a \[5, 2\] does not divide the 32 x 32 weight.*rows must divide 32 \(1, 2, 4, 8, 16, 32\)"):
         leanformer.compress(tiny_model("bert"), KroneckerConfig(attention_a=[5, 2]))

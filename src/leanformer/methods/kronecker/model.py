@@ -14,18 +14,19 @@ from .search import Dimensions, divisors, search_shapes
 
 def _dimensions(model: nn.Module) -> Dimensions:
     spec = get_architecture(model)
-    config = model.config
     kinds = count_parameters(model)
-    h, i = getattr(config, spec.hidden_size), getattr(config, spec.intermediate_size)
-    layers = sum(1 for _ in iter_layers(model))
+    h = getattr(model.config, spec.hidden_size)
+    layers = list(iter_layers(model))
+    # each layer's own FFN width, read from its module: a decoder's may differ from the encoder's
+    widths = tuple(layer.module.get_submodule(layer.stack.ffn.input).out_features for layer in layers)
     word = model.get_submodule(base_prefix(model) + spec.word_embeddings)
     v = word.num_embeddings
-    blocks = sum(len(layer.stack.attentions) for layer in iter_layers(model))
-    dense_linear = blocks * 4 * h * h + layers * 2 * i * h
+    blocks = sum(len(layer.stack.attentions) for layer in layers)
+    dense_linear = blocks * 4 * h * h + sum(2 * i * h for i in widths)
     # everything in the embeddings and the layers (LayerNorms included) that stays dense
-    in_layers = sum(p.numel() for layer in iter_layers(model) for p in layer.module.parameters())
+    in_layers = sum(p.numel() for layer in layers for p in layer.module.parameters())
     other = kinds["embeddings"] + in_layers - dense_linear - v * h
-    return Dimensions(hidden=h, intermediate=i, vocab=v, layers=layers, attention_blocks=blocks, other_params=other)
+    return Dimensions(hidden=h, ffn_widths=widths, vocab=v, attention_blocks=blocks, other_params=other)
 
 
 def resolved_shapes(model: nn.Module, config: KroneckerConfig) -> tuple[list | None, list | None, int]:

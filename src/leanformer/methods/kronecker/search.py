@@ -25,6 +25,7 @@ where the fewest-FLOPs ones ran 1.12× (1.51×) (MiniLM-L6, seq 128, 2 threads, 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from ...errors import ConfigError
@@ -38,9 +39,8 @@ def divisors(n: int) -> list[int]:
 @dataclass(frozen=True)
 class Dimensions:
     hidden: int
-    intermediate: int
+    ffn_widths: tuple[int, ...]  # intermediate width of every FFN block (an encoder-decoder's decoder may differ)
     vocab: int
-    layers: int  # FFN blocks
     attention_blocks: int  # attention blocks (decoder layers have two: self and cross)
     other_params: int  # encoder + embedding parameters that stay dense (biases, LayerNorms, positions)
 
@@ -84,31 +84,41 @@ def _balanced(candidates: list[Candidate], dense: int, target: float) -> list[Ca
     return [c for c in candidates if 0.99 * target / 2 <= c.compression(dense) <= 1.01 * 2 * target]
 
 
+def ffn_candidates(widths: Counter, hidden: int, weights_per_block: int, terms: int, target: float) -> list[Candidate]:
+    """One W1 A shape for every FFN block (W2 uses it transposed): balanced and full-rank-capable for
+    each width present; params and FLOPs summed over all the FFN weights."""
+    per_width = {i: {tuple(c.shape): c for c in _balanced(linear_candidates(i, hidden, terms), i * hidden, target)} for i in widths}
+    shapes = set.intersection(*(set(found) for found in per_width.values()))
+    return [
+        Candidate(list(shape), sum(weights_per_block * n * per_width[i][shape].params for i, n in widths.items()),
+                  sum(weights_per_block * n * per_width[i][shape].flops for i, n in widths.items()))
+        for shape in sorted(shapes)
+    ]
+
+
 def search_shapes(dims: Dimensions, target: float, terms: int = 1, roles: tuple[str, ...] = (), objective: str = "flops") -> tuple[list | None, list | None, int]:
     """(attention A shape, FFN W1 A shape, embedding n) for `target`× fewer encoder+embedding parameters."""
-    h, i, v = dims.hidden, dims.intermediate, dims.vocab
+    h, v = dims.hidden, dims.vocab
+    widths = Counter(dims.ffn_widths)
     n_att = sum(r in roles for r in ("query", "key", "value", "attention_output")) * dims.attention_blocks
-    n_ffn = sum(r in roles for r in ("ffn_in", "ffn_out")) * dims.layers
-    dense_total = dims.other_params + n_att * h * h + n_ffn * i * h + v * h
+    ffn_weights = sum(r in roles for r in ("ffn_in", "ffn_out"))  # per FFN block
+    ffn_dense = ffn_weights * sum(i * h * n for i, n in widths.items())
+    dense_total = dims.other_params + n_att * h * h + ffn_dense + v * h
     keep = [Candidate(None, 0, 0)]
     att = _balanced(linear_candidates(h, h, terms), h * h, target) if n_att else keep
-    ffn = _balanced(linear_candidates(i, h, terms), i * h, target) if n_ffn else keep
+    ffn = ffn_candidates(widths, h, ffn_weights, terms, target) if ffn_weights and widths else keep
     emb = _balanced(embedding_candidates(v, h, terms), v * h, target) if "embeddings" in roles else keep
     if not (att and ffn and emb):
-        raise ConfigError(f"target_compression {target}: no balanced Kronecker shapes for hidden {h}, FFN {i}; set the shapes explicitly")
+        raise ConfigError(f"target_compression {target}: no balanced Kronecker shapes for hidden {h}, FFN {', '.join(map(str, sorted(widths)))}; "
+                          "set the shapes explicitly")
 
     combos = []
     for a in att:
         for f in ffn:
             for e in emb:
-                params = (
-                    dims.other_params
-                    + n_att * (a.params if a.shape else h * h)
-                    + n_ffn * (f.params if f.shape else i * h)
-                    + (e.params if e.shape else v * h)
-                )
-                flops = n_att * a.flops + n_ffn * f.flops + e.flops
-                encoder = n_att * (a.params if a.shape else h * h) + n_ffn * (f.params if f.shape else i * h)
+                encoder = n_att * (a.params if a.shape else h * h) + (f.params if f.shape else ffn_dense)
+                params = dims.other_params + encoder + (e.params if e.shape else v * h)
+                flops = n_att * a.flops + f.flops + e.flops
                 combos.append((dense_total / params, flops, params, encoder, a, f, e))
     reached = [c for c in combos if c[0] >= target]
     if not reached:
