@@ -24,7 +24,8 @@ from leanformer.benchmark import Candidate, benchmark
 from leanformer.distill import DistillationConfig
 from leanformer.methods.quantization import QuantizationConfig
 from leanformer.student import distil_student
-from leanformer.teacher import FinetuneConfig, TaskConfig, finetune, teacher_metrics
+from leanformer.data import TaskConfig
+from leanformer.teacher import FinetuneConfig, finetune, teacher_metrics
 from leanformer.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -26,7 +26,7 @@ from transformers import AutoModelForSequenceClassification, Trainer, TrainingAr
 
 from leanformer.distill import DistillationConfig, DistillationTrainer
 from leanformer.measure import dummy_inputs
-from leanformer.models import resolve_model
+from leanformer.pretrained import resolve_model
 
 HERE = Path(__file__).parent
 

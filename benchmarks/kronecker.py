@@ -24,7 +24,8 @@ from leanformer.distill import DistillationConfig
 from leanformer.distill.general import GeneralDistillationConfig, general_distillation
 from leanformer.methods.kronecker import KroneckerConfig, kronecker_distillation
 from leanformer.student import distil_student
-from leanformer.teacher import FinetuneConfig, TaskConfig, finetune
+from leanformer.data import TaskConfig
+from leanformer.teacher import FinetuneConfig, finetune
 from leanformer.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -25,7 +25,8 @@ from leanformer.benchmark import Candidate
 from leanformer.distill import DistillationConfig
 from leanformer.methods.pruning import BlockPruningConfig, pruning_report
 from leanformer.student import distil_student
-from leanformer.teacher import FinetuneConfig, TaskConfig, finetune
+from leanformer.data import TaskConfig
+from leanformer.teacher import FinetuneConfig, finetune
 from leanformer.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))

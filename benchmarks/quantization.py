@@ -32,12 +32,13 @@ from transformers import AutoTokenizer
 import leanformer
 from leanformer.distill import DistillationConfig
 from leanformer.evaluation import evaluate_model
-from leanformer.export import OnnxClassifier, export_onnx
+from leanformer.deploy.encoder import OnnxClassifier, export_onnx
 from leanformer.measure import BenchmarkRow, compare_latency, count_parameters, cpu_flags, cpu_name, dummy_inputs, int8_path
 from leanformer.methods.quantization import QuantizationConfig, export_int8_onnx, export_int8_seq2seq
-from leanformer.onnx_generation import OnnxSeq2Seq, export_seq2seq_onnx
+from leanformer.deploy.seq2seq import OnnxSeq2Seq, export_seq2seq_onnx
 from leanformer.student import distil_student
-from leanformer.teacher import FinetuneConfig, TaskConfig, finetune, teacher_metrics
+from leanformer.data import TaskConfig
+from leanformer.teacher import FinetuneConfig, finetune, teacher_metrics
 from leanformer.training import TrainConfig
 from leanformer.translation_teacher import ScratchTranslationConfig
 

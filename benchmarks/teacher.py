@@ -14,7 +14,8 @@ from pathlib import Path
 
 from leanformer.benchmark import Candidate, benchmark
 from leanformer.measure import read_results, write_results
-from leanformer.teacher import FinetuneConfig, TaskConfig, finetune, teacher_metrics
+from leanformer.data import TaskConfig
+from leanformer.teacher import FinetuneConfig, finetune, teacher_metrics
 from leanformer.training import TrainConfig
 
 HERE = Path(__file__).parent

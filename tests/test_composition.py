@@ -98,7 +98,7 @@ def test_int8_kronecker_factors_run_on_integer_kernels_and_stay_exact(tmp_path):
     the int8 weight, with the same result, so onnxruntime can fuse the product into an integer kernel."""
     import onnx
 
-    from leanformer.export import export_onnx
+    from leanformer.deploy.encoder import export_onnx
     from leanformer.methods.quantization import fold_weight_quantization, fold_weight_views, frozen_for_export
 
     _, student = _kronecker_then_int8()

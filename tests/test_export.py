@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import leanformer
-from leanformer.export import export_onnx
+from leanformer.deploy.encoder import export_onnx
 from leanformer.measure import dummy_inputs
 from leanformer.methods.kronecker import KroneckerConfig, KroneckerLinear
 from tiny_models import tiny_model
@@ -40,7 +40,7 @@ def test_export_from_the_command_line(tmp_path):
 def test_export_leaves_the_model_in_eval_mode(tmp_path):
     # the exporter restores its wrapper's mode recursively; a training-mode wrapper would turn
     # dropout (and quantizer range tracking) back on in the caller's model
-    from leanformer.onnx_generation import export_seq2seq_onnx
+    from leanformer.deploy.seq2seq import export_seq2seq_onnx
 
     model = tiny_model("bert", dropout=0.1)
     export_onnx(model, tmp_path / "m.onnx")

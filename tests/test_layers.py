@@ -18,8 +18,8 @@ PACKAGE = Path(__file__).parent.parent / "src" / "leanformer"
 LAYERS = {
     "core": [
         "leanformer", "leanformer.errors", "leanformer.paths", "leanformer.config", "leanformer.architectures",
-        "leanformer.data", "leanformer.metrics", "leanformer.measure", "leanformer.models", "leanformer.training",
-        "leanformer.translation_teacher", "leanformer.distill", "leanformer.export", "leanformer.onnx_generation",
+        "leanformer.data", "leanformer.metrics", "leanformer.measure", "leanformer.pretrained", "leanformer.training",
+        "leanformer.translation_teacher", "leanformer.distill", "leanformer.deploy",
         "leanformer.registry", "leanformer.api", "leanformer.recipe", "leanformer.evaluation", "leanformer.methods",
     ],
     "methods": [f"leanformer.methods.{p.name}" for p in sorted((PACKAGE / "methods").iterdir()) if (p / "__init__.py").is_file()],

@@ -10,7 +10,7 @@ import torch
 import leanformer
 from leanformer.errors import LeanformerError
 from leanformer.methods.quantization import QuantizationConfig, calibrate, export_int8_seq2seq
-from leanformer.onnx_generation import OnnxSeq2Seq, export_seq2seq_onnx
+from leanformer.deploy.seq2seq import OnnxSeq2Seq, export_seq2seq_onnx
 from tiny_models import tiny_inputs, tiny_model
 
 
@@ -70,7 +70,7 @@ def test_the_tables_both_graphs_hold_are_stored_once(tmp_path, int8):
     """Token table and sinusoidal positions: one copy in shared.data, read by both graphs."""
     import onnx
 
-    from leanformer.onnx_generation import DECODER, ENCODER, SHARED
+    from leanformer.deploy.seq2seq import DECODER, ENCODER, SHARED
 
     model = _marian()
     if int8:

@@ -9,7 +9,7 @@ from torch import nn
 import leanformer
 from leanformer.api import finalize_stage
 from leanformer.architectures import iter_layers
-from leanformer.export import export_onnx
+from leanformer.deploy.encoder import export_onnx
 from leanformer.measure import count_parameters, dummy_inputs, flops_per_token
 from leanformer.methods.pruning import (
     BlockPruningConfig,

@@ -11,7 +11,7 @@ from leanformer.distill import DistillationConfig
 from leanformer.measure import flops_per_token, linear_parameters
 from leanformer.methods.pruning import BlockPruningConfig, MaskedLinear
 from leanformer.student import distil_student
-from leanformer.teacher import TaskConfig
+from leanformer.data import TaskConfig
 from leanformer.training import TrainConfig
 from tiny_models import tiny_inputs, write_tiny_task
 

@@ -11,7 +11,8 @@ from leanformer.benchmark import Candidate, benchmark
 from leanformer.distill import DistillationConfig
 from leanformer.methods.pruning import BlockPruningConfig, pruning_report
 from leanformer.student import distil_student
-from leanformer.teacher import TaskConfig, teacher_metrics
+from leanformer.data import TaskConfig
+from leanformer.teacher import teacher_metrics
 from leanformer.training import TrainConfig
 from tiny_models import WORDS, tiny_config, tiny_tokenizer
 

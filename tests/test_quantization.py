@@ -187,7 +187,7 @@ def test_int8_onnx_matches_the_fake_quant_model_within_one_step(tmp_path, bits):
     import onnx
     import onnxruntime as ort
 
-    from leanformer.export import export_onnx
+    from leanformer.deploy.encoder import export_onnx
     from leanformer.measure import dummy_inputs
     from leanformer.methods.quantization import export_int8_onnx
 
@@ -225,7 +225,7 @@ def test_int8_graph_rewrites_are_exact_and_take_effect(tmp_path):
     import onnx
     import onnxruntime as ort
 
-    from leanformer.export import export_onnx
+    from leanformer.deploy.encoder import export_onnx
     from leanformer.measure import dummy_inputs
     from leanformer.methods.quantization import export_int8_onnx, fold_weight_quantization, frozen_for_export
 
@@ -270,7 +270,7 @@ def test_int8_decoder_lm_head_runs_on_integer_kernels_and_stays_exact(tmp_path):
     import onnxruntime as ort
 
     from leanformer.methods.quantization import export_int8_seq2seq, fold_weight_quantization, frozen_for_export
-    from leanformer.onnx_generation import DECODER, export_seq2seq_onnx
+    from leanformer.deploy.seq2seq import DECODER, export_seq2seq_onnx
 
     student = leanformer.compress(tiny_model("marian"), QuantizationConfig())
     calibrate(student, [tiny_inputs(student, seed=s) for s in range(3)])
@@ -300,7 +300,7 @@ def test_int8_decoder_lm_head_runs_on_integer_kernels_and_stays_exact(tmp_path):
     assert np.abs(got - want).max() <= 1e-5
 
     # and the int8 decoder step is the fake-quant PyTorch step, within one logit quantum
-    from leanformer.onnx_generation import _DecoderStep
+    from leanformer.deploy.seq2seq import _DecoderStep
 
     with torch.no_grad():
         torch_logits = _DecoderStep(student, config.decoder_layers)(*(torch.from_numpy(v) for v in values))[0].numpy()
@@ -358,7 +358,7 @@ def test_int8_export_stays_exact_where_u8_s8_pairs_saturate(tmp_path, kernels):
 
 def test_int8_storage_rule_keeps_every_grid_and_picks_the_container():
     """The export stores a grid in uint8 or int8 with its zero point moved along: same real values."""
-    from leanformer.methods.quantization.deploy import stored_grid
+    from leanformer.methods.quantization.int8_export import stored_grid
 
     scale, zero = torch.tensor(0.1), torch.tensor(0, dtype=torch.int32)
     for bits in SUPPORTED_BITS:
@@ -394,7 +394,8 @@ def _tensor_bytes(path) -> int:
 def test_qat_student_and_post_training_baseline_from_the_pipeline(tmp_path):
     from leanformer.distill import DistillationConfig
     from leanformer.student import distil_student
-    from leanformer.teacher import TaskConfig, teacher_metrics
+    from leanformer.data import TaskConfig
+    from leanformer.teacher import teacher_metrics
     from leanformer.training import TrainConfig
     from tiny_models import write_tiny_task
 
@@ -429,7 +430,8 @@ def test_translation_teacher_from_scratch_and_its_quantized_student(tmp_path, mo
 
     from leanformer.distill import DistillationConfig
     from leanformer.student import distil_student
-    from leanformer.teacher import FinetuneConfig, TaskConfig, finetune, teacher_metrics
+    from leanformer.data import TaskConfig
+    from leanformer.teacher import FinetuneConfig, finetune, teacher_metrics
     from leanformer.training import TrainConfig
     from leanformer.translation_teacher import ScratchTranslationConfig
     from tiny_models import WORDS
@@ -466,7 +468,7 @@ def test_translation_teacher_from_scratch_and_its_quantized_student(tmp_path, mo
 
     # the benchmark scores the deployed form: the ONNX greedy loop gives the PyTorch model's BLEU exactly
     from leanformer.evaluation import evaluate_model
-    from leanformer.onnx_generation import OnnxSeq2Seq, export_seq2seq_onnx
+    from leanformer.deploy.seq2seq import OnnxSeq2Seq, export_seq2seq_onnx
 
     onnx_model = OnnxSeq2Seq(export_seq2seq_onnx(model, tmp_path / "onnx"))
     assert evaluate_model(onnx_model, tokenizer, task, "test", max_length=12, progress=False) == evaluate_model(

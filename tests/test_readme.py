@@ -10,7 +10,7 @@ import torch
 import transformers
 
 import leanformer
-from leanformer.models import resolve_model
+from leanformer.pretrained import resolve_model
 
 pytestmark = pytest.mark.slow  # the real packaged model
 

@@ -19,7 +19,7 @@ from leanformer.errors import LeanformerError
 from leanformer.methods.pruning import BlockPruningConfig
 from leanformer.methods.quantization import QuantizationConfig
 from leanformer.student import distil_student
-from leanformer.teacher import TaskConfig
+from leanformer.data import TaskConfig
 from leanformer.training import TrainConfig
 from tiny_models import tiny_config, tiny_inputs, write_tiny_task
 

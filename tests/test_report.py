@@ -15,7 +15,7 @@ from leanformer.methods.pruning import structure_figure
 from leanformer.methods.quantization import ranges_figure
 from leanformer.report import collect, curves_figure, pareto_front, tradeoff_figure, write_report
 from leanformer.student import distil_student
-from leanformer.teacher import TaskConfig
+from leanformer.data import TaskConfig
 from leanformer.training import TrainConfig
 from tiny_models import write_tiny_task
 

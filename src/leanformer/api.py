@@ -19,8 +19,8 @@ from torch import nn
 from . import __version__
 from .architectures import get_architecture
 from .errors import ConfigError, LeanformerError
-from .export import export_onnx
-from .onnx_generation import export_seq2seq_onnx
+from .deploy.encoder import export_onnx
+from .deploy.seq2seq import export_seq2seq_onnx
 from .registry import method_by_name, method_for_config
 
 RECIPE_KEY = "leanformer"  # entry in config.json: {"version": ..., "recipe": [{"method": ..., "config": {...}}]}

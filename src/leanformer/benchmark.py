@@ -13,7 +13,7 @@ from .architectures import max_sequence_length
 from .errors import ConfigError
 from .data import TaskData
 from .evaluation import evaluate_model
-from .export import OnnxClassifier
+from .deploy.encoder import OnnxClassifier
 from .measure import (
     TEACHER_METHOD,
     BenchmarkRow,

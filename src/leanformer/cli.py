@@ -86,7 +86,8 @@ def _parse(dataclasses: tuple, argv: list[str], prog: str, description: str):
 
 
 def cmd_finetune(argv: list[str]) -> int:
-    from .teacher import FinetuneConfig, TaskConfig, finetune, teacher_metrics
+    from .data import TaskConfig
+    from .teacher import FinetuneConfig, finetune, teacher_metrics
     from .training import TrainConfig
     from .translation_teacher import ScratchTranslationConfig
 
@@ -143,7 +144,7 @@ def cmd_compress(argv: list[str]) -> int:
     from .recipe import Recipe, Stage
     from .registry import available_methods
     from .student import distil_recipe
-    from .teacher import TaskConfig
+    from .data import TaskConfig
     from .training import TrainConfig
 
     if "--list" in argv:
@@ -196,7 +197,7 @@ def cmd_evaluate(argv: list[str]) -> int:
     from .architectures import check_sequence_length, max_sequence_length
     from .evaluation import evaluate_model
     from .student import check_task_fits
-    from .teacher import TaskConfig
+    from .data import TaskConfig
 
     args, task_cfg = _parse((EvaluateArgs, TaskConfig), argv, "leanformer evaluate", "Evaluate a saved model on a task split.")
     model = load(args.model)
@@ -217,7 +218,7 @@ def cmd_evaluate(argv: list[str]) -> int:
 def cmd_benchmark(argv: list[str]) -> int:
     from .benchmark import Candidate, benchmark
     from .measure import markdown_table, write_results
-    from .teacher import TaskConfig
+    from .data import TaskConfig
 
     args, task_cfg = _parse((BenchmarkArgs, TaskConfig), argv, "leanformer benchmark", "Measure students against their teacher in one run.")
     teacher = Candidate(Path(args.teacher).name, Path(args.teacher))
@@ -234,7 +235,7 @@ def cmd_benchmark(argv: list[str]) -> int:
 
 
 # Opsets `export` can write: scaled-dot-product attention exists from 14; torch's TorchScript exporter
-# (the one export.py uses) stops at 20.
+# (the one deploy/encoder.py uses) stops at 20.
 EXPORT_OPSETS = (14, 20)
 
 

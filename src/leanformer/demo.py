@@ -17,7 +17,8 @@ from .measure import markdown_table, write_results
 from .registry import registered_methods
 from .report import write_report
 from .student import distil_student
-from .teacher import FinetuneConfig, TaskConfig, finetune, teacher_metrics
+from .data import TaskConfig
+from .teacher import FinetuneConfig, finetune, teacher_metrics
 from .training import TrainConfig
 
 

@@ -51,7 +51,7 @@ def model_card(model, record: dict) -> str:
         "```", "",
     ]
     if seq2seq:
-        lines += ["```python", "from leanformer.onnx_generation import OnnxSeq2Seq",
+        lines += ["```python", "from leanformer.deploy.seq2seq import OnnxSeq2Seq",
                   'translator = OnnxSeq2Seq("onnx_dir")   # encoder + cached decoder step, greedy',
                   "ids = translator.generate(batch.input_ids, batch.attention_mask, max_new_tokens=128)", "```", ""]
     else:

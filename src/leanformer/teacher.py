@@ -20,38 +20,17 @@ from transformers.trainer_utils import get_last_checkpoint
 from .api import check_weights, load_tokenizer, save
 from .architectures import check_sequence_length
 from .config import ConfigBase
-from .data import TaskData, load_task, tokenize_dataset
+from .data import TaskConfig, tokenize_dataset
 from .errors import ConfigError
 from .evaluation import evaluate_model
 from .model_card import model_card
-from .models import resolve_model
+from .pretrained import resolve_model
 from .paths import cache_dir
 from .training import TrainConfig
 from .translation_teacher import ScratchTranslationConfig, model_and_tokenizer
 
 METRICS_FILE = "leanformer_metrics.json"
 _TEACHER_FORMAT = 1  # bump when the teacher recipe changes in a way the key does not see
-
-
-@dataclass
-class TaskConfig(ConfigBase):
-    """Which data: a built-in task name or a local file, with its columns."""
-
-    task: str = field(default="glue/sst2", metadata={"help": "Built-in task (e.g. glue/sst2, rotten_tomatoes, squad_v1) or a local csv/tsv/json/jsonl/parquet file."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Subsample the train split to this many examples (seeded)."})
-    text_columns: list[str] | None = field(default=None, metadata={"help": "Local files: the text column(s), one or two."})
-    label_column: str | None = field(default=None, metadata={"help": "Local files: the label column."})
-    kind: str | None = field(default=None, metadata={"help": "Local files: classification, regression, qa or translation."})
-
-    def load(self, seed: int = 0) -> TaskData:
-        return load_task(
-            self.task,
-            max_train_samples=self.max_train_samples,
-            seed=seed,
-            text_columns=self.text_columns,
-            label_column=self.label_column,
-            kind=self.kind,
-        )
 
 
 SCRATCH = "scratch"

@@ -6,6 +6,7 @@ turns its rows into model features. Sources, licenses and split sizes: `data/REA
 
 from .preprocess import postprocess_qa_predictions, tokenize_dataset
 from .spec import KINDS, SPLITS, TaskData, TaskSpec
+from .task_config import TaskConfig
 from .tasks import list_tasks, load_task
 
-__all__ = ["TaskSpec", "TaskData", "KINDS", "SPLITS", "load_task", "list_tasks", "tokenize_dataset", "postprocess_qa_predictions"]
+__all__ = ["TaskConfig", "TaskSpec", "TaskData", "KINDS", "SPLITS", "load_task", "list_tasks", "tokenize_dataset", "postprocess_qa_predictions"]

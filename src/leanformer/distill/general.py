@@ -16,7 +16,7 @@ from transformers import AutoModel, AutoModelForMaskedLM, DataCollatorForLanguag
 from ..api import check_weights, compress, load_tokenizer, save
 from ..config import ConfigBase
 from ..data.corpus import load_corpus
-from ..models import resolve_model
+from ..pretrained import resolve_model
 from ..training import TrainConfig
 from .config import DistillationConfig, GeneralDistillationConfig
 from .trainer import checkpoint_dir, run_distillation

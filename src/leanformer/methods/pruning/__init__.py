@@ -8,7 +8,7 @@ from .figures import structure_figure
 from .layers import MaskedLinear, PruningState, expand_blocks, find_state, score_regularization
 from .model import apply_pruning, pruning_training_extras, rebuild_pruning, unsupported_reason
 from .removal import apply_structure, bake_masks, fill_zeros, finalize_pruning, remove_pruned_structure, surviving_ffn_dims, surviving_heads
-from .report import pruning_report
+from .summary import pruning_report
 from .schedule import PruningScheduleCallback, cubic_threshold_schedule, finish_state, regularization_lambda, update_state
 
 

@@ -8,7 +8,7 @@ from ...config import ConfigBase
 from ...registry import Method, ReportFigure, register_method
 from .attention import quantized_attention
 from .config import SUPPORTED_BITS, QuantizationConfig
-from .deploy import export_int8_onnx, export_int8_seq2seq, fold_weight_quantization, fold_weight_views, frozen_for_export
+from .int8_export import export_int8_onnx, export_int8_seq2seq, fold_weight_quantization, fold_weight_views, frozen_for_export
 from .figures import activation_ranges, ranges_figure
 from .layers import QuantizedEmbedding, QuantizedLinear
 from .model import (

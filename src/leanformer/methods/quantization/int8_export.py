@@ -36,8 +36,8 @@ from onnx import numpy_helper
 from torch import nn
 
 from ...errors import LeanformerError
-from ...export import export_onnx
-from ...onnx_generation import export_seq2seq_onnx
+from ...deploy.encoder import export_onnx
+from ...deploy.seq2seq import export_seq2seq_onnx
 from .quantizers import ActivationQuantizer, WeightQuantizer, grid
 
 
@@ -392,7 +392,7 @@ def store_gathered_tables_transposed(model_proto: onnx.ModelProto) -> int:
 
     For encoder-decoders: the decoder stores its tied table transposed (for the LM head, see
     store_tied_tables_transposed), so with this the encoder holds the same bytes and the two
-    graphs can share one copy (onnx_generation.share_initializers). Exact: a layout change.
+    graphs can share one copy (deploy.seq2seq.share_initializers). Exact: a layout change.
     """
     graph = model_proto.graph
     consumers = _consumers(graph)

@@ -8,7 +8,7 @@ cross-attention keys and values (computed once per sentence, through the archite
 `decoder.onnx`: one step, (decoder_input_ids, encoder states, encoder mask, past self-attention
 keys/values, cross keys/values) → next-token logits and the grown self-attention cache.
 The step runs the model's own decoder through transformers' `EncoderDecoderCache`, so the graph
-is whatever the PyTorch model computes (quantizers included: see `quantization.deploy`).
+is whatever the PyTorch model computes (quantizers included: see `quantization.int8_export`).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import torch
 from torch import nn
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-from .architectures import get_architecture, iter_layers
-from .errors import LeanformerError
-from .export import onnx_session
+from ..architectures import get_architecture, iter_layers
+from ..errors import LeanformerError
+from .encoder import onnx_session
 
 ENCODER, DECODER, META = "encoder.onnx", "decoder.onnx", "generation.json"
 SHARED = "shared.data"  # tensors both graphs hold (token table, position table), stored once
@@ -139,7 +139,7 @@ def export_seq2seq_onnx(model: nn.Module, directory: str | os.PathLike, *, opset
     `postprocess(onnx_path)` may rewrite each graph in place (e.g. store weights as int8).
     """
     if not get_architecture(model).is_encoder_decoder:
-        raise LeanformerError(f"{type(model).__name__} is not an encoder-decoder: use leanformer.export.export_onnx")
+        raise LeanformerError(f"{type(model).__name__} is not an encoder-decoder: use leanformer.deploy.encoder.export_onnx")
     model = model.eval()
     config = model.config
     layers = len(_cross_projections(model))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .measure import dummy_inputs
+from ..measure import dummy_inputs
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, *, seq_len: int = 16, opset: int = 17) -> Path:
