@@ -412,6 +412,54 @@ def test_a_tampered_config_json_is_one_line(tiny_task, capsys, tamper, message):
     assert "\n" not in err and err.startswith("leanformer: error:") and message in err, err
 
 
+STRUCTURE_TAMPERS = [  # (method, change to the recorded structure, what the one line says)
+    ("pruning", {"head_indices": [[0, 9], [0, 1, 2, 3]]}, "distinct increasing head ids in [0, 4)"),
+    ("pruning", {"head_indices": [[1, 0], [0, 1, 2, 3]]}, "distinct increasing head ids"),
+    ("pruning", {"head_indices": [[0, 0], [0, 1, 2, 3]]}, "distinct increasing head ids"),
+    ("pruning", {"head_indices": [["0"], [0, 1, 2, 3]]}, "distinct increasing head ids"),
+    ("pruning", {"head_indices": [[-1], [0, 1, 2, 3]]}, "distinct increasing head ids"),
+    ("pruning", {"head_indices": [0, [0, 1, 2, 3]]}, "distinct increasing head ids"),
+    ("pruning", {"ffn_dims": [-1, 64]}, "ffn_dims must be a whole number in [0, 64]"),
+    ("pruning", {"ffn_dims": [65, 64]}, "ffn_dims must be a whole number in [0, 64]"),
+    ("pruning", {"ffn_dims": [2.5, 64]}, "ffn_dims must be a whole number"),
+    ("pruning", {"ffn_dims": [True, 64]}, "ffn_dims must be a whole number"),
+    ("pruning", {"ffn_dims": [64]}, "2 layers (head_indices) and 1 (ffn_dims) but the model has 2"),
+    ("pruning", {"head_indices": [[0]]}, "1 layers (head_indices) and 2 (ffn_dims) but the model has 2"),
+    ("kronecker", {"attention_a": [4]}, "attention_a must be two positive integers"),
+    ("kronecker", {"attention_a": [0, 2]}, "attention_a must be two positive integers"),
+    ("kronecker", {"attention_a": "4x2"}, "attention_a"),
+    ("kronecker", {"ffn_a": [5, 4]}, "does not divide"),
+    ("kronecker", {"embedding_n": -2}, "embedding_n must be >= 0"),
+    ("kronecker", {"embedding_n": 3}, "embedding_n 3 does not divide"),
+]
+
+
+@pytest.mark.parametrize("method, change, message", STRUCTURE_TAMPERS, ids=lambda v: str(v)[:40])
+def test_a_tampered_recorded_structure_is_one_line(tiny_task, capsys, method, change, message):
+    """What a stage built (pruning: heads and FFN dims kept; Kronecker: shapes) is checked before the
+    model is sliced or built from it: a hand-edited value is one line, never a traceback."""
+    import json
+
+    from leanformer.api import finalize_stage
+    from leanformer.methods.kronecker import KroneckerConfig
+    from leanformer.methods.pruning import BlockPruningConfig
+
+    d = tiny_task
+    config = {"pruning": BlockPruningConfig.hybrid(block_shape=[8, 8]), "kronecker": KroneckerConfig(attention_a=[4, 2], ffn_a=[8, 4], embedding_n=4)}[method]
+    student = finalize_stage(leanformer.compress(leanformer.load(d / "teacher"), config), config)
+    leanformer.save(student, d / "student")
+    for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        if (d / "teacher" / name).is_file():
+            (d / "student" / name).write_bytes((d / "teacher" / name).read_bytes())
+    saved = json.loads((d / "student" / "config.json").read_text())
+    saved["leanformer"]["recipe"][0]["structure"].update(change)
+    (d / "student" / "config.json").write_text(json.dumps(saved))
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(d / "student"), "--task", str(d / "data.csv"), "--text_columns", "text", "--label_column", "label"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("leanformer: error:") and message in err, err
+
+
 def test_a_rerun_after_the_student_was_deleted_is_not_called_interrupted(tiny_task, capsys):
     import shutil
 

@@ -105,4 +105,6 @@ def rebuild_kronecker(model: nn.Module, config: KroneckerConfig, structure: dict
         missing = [k for k in ("attention_a", "ffn_a", "embedding_n") if k not in structure]
         if missing:
             raise LeanformerError(f"the recorded Kronecker structure lacks {', '.join(missing)}: {structure!r:.120}")
+        # the shapes' types and ranges, checked as the config checks them (a hand-edited file is one clear error)
+        KroneckerConfig.from_dict(structure, where="the recorded Kronecker structure")
     return apply_kronecker(model, config, initialise=False, shapes=structure)

@@ -197,10 +197,30 @@ def apply_structure(model: nn.Module, structure: dict) -> nn.Module:
         raise LeanformerError(f"the recorded pruning structure has no head_indices/ffn_dims: {structure!r}") from None
     if not (len(head_indices) == len(ffn_dims) == len(layers)):
         raise LeanformerError(
-            f"the recorded pruning structure describes {len(head_indices)} layers but the model has {len(layers)}; was config.json edited?"
+            f"the recorded pruning structure describes {len(head_indices)} layers (head_indices) and {len(ffn_dims)} (ffn_dims) "
+            f"but the model has {len(layers)}; was config.json edited?"
         )
     model_type = get_architecture(model).model_type
     for layer, heads, dims in zip(layers, head_indices, ffn_dims):
+        _check_recorded_layer(layer, heads, dims)
         remove_heads(layer, heads, model_type)
         remove_ffn_dims(layer, list(range(dims)))
     return model
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_recorded_layer(layer: LayerRef, heads, dims) -> None:
+    """A recorded layer that the dense model can be sliced to: distinct head ids in range, in order,
+    and an FFN width within the dense one (else a hand-edited config.json would be a traceback or,
+    worse, a silently different model)."""
+    (att,) = layer.stack.attentions
+    total_heads = getattr(layer.module.get_submodule(att.module), att.num_heads_attr)
+    total_dims = layer.module.get_submodule(layer.stack.ffn.input).out_features
+    where = f"the recorded pruning structure, layer {layer.index}"
+    if not isinstance(heads, list) or not all(_is_int(h) for h in heads) or heads != sorted(set(heads)) or any(not 0 <= h < total_heads for h in heads):
+        raise LeanformerError(f"{where}: head_indices must be distinct increasing head ids in [0, {total_heads}), got {heads!r:.80}; was config.json edited?")
+    if not _is_int(dims) or not 0 <= dims <= total_dims:
+        raise LeanformerError(f"{where}: ffn_dims must be a whole number in [0, {total_dims}], got {dims!r:.80}; was config.json edited?")
