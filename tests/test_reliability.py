@@ -412,6 +412,71 @@ def test_a_tampered_config_json_is_one_line(tiny_task, capsys, tamper, message):
     assert "\n" not in err and err.startswith("leanformer: error:") and message in err, err
 
 
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+@pytest.fixture
+def live_process():
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield process.pid
+    process.kill()
+    process.wait()
+
+
+@pytest.mark.parametrize("owner", ["live run", "run on another host"])
+def test_a_second_run_on_the_same_output_is_refused_and_touches_nothing(tiny_task, capsys, live_process, owner):
+    """Two compress runs into one directory shared .checkpoints and the last writer won. The lock
+    names the writer; the second run stops before reading or deleting anything."""
+    import json
+    import socket
+
+    d = tiny_task
+    (d / "out.checkpoints").mkdir()
+    (d / "out.checkpoints" / "theirs").write_text("the other run's checkpoint")
+    host = socket.gethostname() if owner == "live run" else "another-machine"
+    (d / "out.lock").write_text(json.dumps({"pid": live_process, "host": host}))
+    assert main([*_argv(d, "quantization", "out"), "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"pid {live_process}" in err and str(d / "out") in err, err
+    assert (d / "out.checkpoints" / "theirs").read_text() == "the other run's checkpoint"
+    assert (d / "out.lock").is_file() and not (d / "out").exists()
+
+
+@pytest.mark.parametrize("lock_text", ["dead pid", "", "{not json", '{"pid": "x"}'], ids=["dead-pid", "empty", "not-json", "bad-pid"])
+def test_a_lock_left_by_a_crashed_run_is_taken_over_and_released(tiny_task, lock_text):
+    import json
+    import socket
+
+    d = tiny_task
+    text = json.dumps({"pid": _dead_pid(), "host": socket.gethostname()}) if lock_text == "dead pid" else lock_text
+    (d / "out.lock").write_text(text)
+    assert main(_argv(d, "quantization", "out")) == 0
+    assert (d / "out" / "config.json").is_file() and not (d / "out.lock").exists()
+
+
+def test_the_lock_is_released_when_a_run_fails(tiny_task):
+    from leanformer.api import output_lock
+
+    d = tiny_task
+    with pytest.raises(RuntimeError):
+        with output_lock(d / "out"):
+            assert (d / "out.lock").is_file()
+            with output_lock(d / "out"):  # re-entrant: a recipe locks its output, then its last stage does
+                pass
+            assert (d / "out.lock").is_file()
+            raise RuntimeError("training crashed")
+    assert not (d / "out.lock").exists()
+
+
 STRUCTURE_TAMPERS = [  # (method, change to the recorded structure, what the one line says)
     ("pruning", {"head_indices": [[0, 9], [0, 1, 2, 3]]}, "distinct increasing head ids in [0, 4)"),
     ("pruning", {"head_indices": [[1, 0], [0, 1, 2, 3]]}, "distinct increasing head ids"),

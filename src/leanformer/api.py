@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import errno
 import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -195,6 +197,69 @@ def check_output_apart(output: str | os.PathLike, inputs: dict[str, str | os.Pat
             raise LeanformerError(
                 f"output directory {str(output)!r} {relation} the {role} {str(value)!r}: writing there would replace the input; "
                 "choose an output directory apart from the inputs")
+
+
+_HELD_LOCKS: dict[Path, int] = {}  # lock file -> nesting depth in this process (a recipe run locks, then each stage)
+
+
+def _lock_owner(lock: Path) -> dict | None:
+    try:
+        owner = json.loads(lock.read_text())
+        return owner if isinstance(owner, dict) and isinstance(owner.get("pid"), int) else None
+    except (OSError, ValueError):
+        return None  # half-written by a run that died at once: stale
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def output_lock(output: str | os.PathLike):
+    """Only one run writes `output` (and its checkpoints) at a time: `<output>.lock` names the
+    writer's host and process. Another live run holding it is an error; a lock left by a run that
+    crashed or was killed (its process is gone) is taken over. Re-entrant within one process."""
+    lock = Path(output).resolve().with_name(Path(output).name + ".lock")
+    if lock in _HELD_LOCKS:
+        _HELD_LOCKS[lock] += 1
+        try:
+            yield lock
+        finally:
+            _HELD_LOCKS[lock] -= 1
+        return
+    check_writable(output)  # a clear error for an unwritable place, before the lock file is tried
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    for attempt in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            owner = _lock_owner(lock)
+            if owner is not None and owner.get("host") != me["host"]:
+                raise LeanformerError(
+                    f"{str(output)!r} is being written by a run on host {owner.get('host')!r} (pid {owner['pid']}): wait for it, "
+                    f"or delete {str(lock)!r} if no run is active there") from None
+            if owner is not None and _alive(owner["pid"]):
+                raise LeanformerError(
+                    f"another leanformer run (pid {owner['pid']}) is writing {str(output)!r}: wait for it to finish or choose "
+                    "another output directory") from None
+            if attempt == 1:
+                raise LeanformerError(f"could not lock {str(output)!r}: {str(lock)!r} keeps reappearing; try again") from None
+            lock.unlink(missing_ok=True)  # stale: its run is gone
+    with os.fdopen(fd, "w") as f:
+        json.dump(me, f)
+    _HELD_LOCKS[lock] = 1
+    try:
+        yield lock
+    finally:
+        del _HELD_LOCKS[lock]
+        lock.unlink(missing_ok=True)
 
 
 def writable_temp_dir(path: Path) -> Path:

@@ -12,7 +12,7 @@ import transformers
 from torch.utils.data import DataLoader
 from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding
 
-from .api import check_output_apart, check_writable, compress, finalize_stage, load, load_tokenizer, save
+from .api import check_output_apart, check_writable, compress, finalize_stage, load, load_tokenizer, output_lock, save
 from .architectures import check_sequence_length, get_architecture
 from .config import ConfigBase
 from .data import TaskData, tokenize_dataset
@@ -54,74 +54,75 @@ def distil_student(
     """
     output_dir = Path(output_dir)
     check_output_apart(output_dir, {"teacher": teacher_path, "init encoder": init_encoder, "previous student": init_student, "data file": task.spec.name})
-    if output_dir.exists() and not overwrite:
-        raise LeanformerError(f"output directory {str(output_dir)!r} exists: pass --overwrite or choose another path")
-    check_writable(output_dir)
-    refine_dir = output_dir.with_name(output_dir.name + ".refine")
-    stale = [d for d in (checkpoint_dir(output_dir), checkpoint_dir(refine_dir)) if d.is_dir()]
-    if stale and not resume:
-        if not overwrite:
-            raise LeanformerError(
-                f"{str(stale[0])!r} holds checkpoints of {_run_state(stale[0])}: pass --resume to continue it or --overwrite to start again"
+    with output_lock(output_dir):  # one writer per output: a second run at once fails here
+        if output_dir.exists() and not overwrite:
+            raise LeanformerError(f"output directory {str(output_dir)!r} exists: pass --overwrite or choose another path")
+        check_writable(output_dir)
+        refine_dir = output_dir.with_name(output_dir.name + ".refine")
+        stale = [d for d in (checkpoint_dir(output_dir), checkpoint_dir(refine_dir)) if d.is_dir()]
+        if stale and not resume:
+            if not overwrite:
+                raise LeanformerError(
+                    f"{str(stale[0])!r} holds checkpoints of {_run_state(stale[0])}: pass --resume to continue it or --overwrite to start again"
+                )
+            for d in stale:
+                shutil.rmtree(d)
+        transformers.set_seed(train.seed)
+        method = method_for_config(method_config)
+        teacher = load(teacher_path)
+        get_architecture(teacher)  # an unsupported family is the first thing to say
+        check_sequence_length(teacher.config, train.max_length, str(teacher_path))
+        tokenizer = load_tokenizer(teacher_path, teacher.config.vocab_size)
+        check_task_fits(teacher, task, str(teacher_path))
+        base = load(init_student) if init_student is not None else teacher
+        check_same_vocabulary(teacher, base, str(init_student))
+        student = compress(base, method_config)  # a copy: the teacher stays as it was
+        if init_encoder is not None:
+            load_encoder(student, init_encoder)
+        extras = method.training_extras(student, method_config)
+
+        collator = (
+            DataCollatorForSeq2Seq(tokenizer, model=student) if task.spec.kind == "translation" else DataCollatorWithPadding(tokenizer)
+        )
+        train_split = task.splits["train"]
+        if distillation.sequence_level:
+            train_split = teacher_translations(teacher, tokenizer, task, train)
+        features = tokenize_dataset(task.spec, train_split, tokenizer, train.max_length, for_training=True)
+        started = time.perf_counter()
+        loader = DataLoader(features, batch_size=train.batch_size, shuffle=True, collate_fn=collator, generator=torch.Generator().manual_seed(train.seed))
+        method.calibrate(student, method_config, iter(loader))  # batches are collated only if the method asks for them
+        log_history = []  # every training log line, kept with the student (the report plots it)
+        if train.trains:
+            trainer = run_distillation(
+                student, teacher, features, collator=collator, tokenizer=tokenizer, train=train,
+                distillation=distillation, output_dir=output_dir, extras=extras, resume=resume,
             )
-        for d in stale:
-            shutil.rmtree(d)
-    transformers.set_seed(train.seed)
-    method = method_for_config(method_config)
-    teacher = load(teacher_path)
-    get_architecture(teacher)  # an unsupported family is the first thing to say
-    check_sequence_length(teacher.config, train.max_length, str(teacher_path))
-    tokenizer = load_tokenizer(teacher_path, teacher.config.vocab_size)
-    check_task_fits(teacher, task, str(teacher_path))
-    base = load(init_student) if init_student is not None else teacher
-    check_same_vocabulary(teacher, base, str(init_student))
-    student = compress(base, method_config)  # a copy: the teacher stays as it was
-    if init_encoder is not None:
-        load_encoder(student, init_encoder)
-    extras = method.training_extras(student, method_config)
+            log_history += [{**entry, "phase": "distillation"} for entry in trainer.state.log_history]
+        student = finalize_stage(student, method_config)
+        refine = method.refine_train(method_config, train)
+        if refine is not None:  # e.g. Block Pruning's "hybrid filled": distil the finalized, smaller model again
+            trainer = run_distillation(
+                student, teacher, features, collator=collator, tokenizer=tokenizer, train=refine,
+                distillation=distillation, output_dir=refine_dir, resume=resume,
+            )
+            log_history += [{**entry, "phase": "refine"} for entry in trainer.state.log_history]
+        seconds = time.perf_counter() - started
 
-    collator = (
-        DataCollatorForSeq2Seq(tokenizer, model=student) if task.spec.kind == "translation" else DataCollatorWithPadding(tokenizer)
-    )
-    train_split = task.splits["train"]
-    if distillation.sequence_level:
-        train_split = teacher_translations(teacher, tokenizer, task, train)
-    features = tokenize_dataset(task.spec, train_split, tokenizer, train.max_length, for_training=True)
-    started = time.perf_counter()
-    loader = DataLoader(features, batch_size=train.batch_size, shuffle=True, collate_fn=collator, generator=torch.Generator().manual_seed(train.seed))
-    method.calibrate(student, method_config, iter(loader))  # batches are collated only if the method asks for them
-    log_history = []  # every training log line, kept with the student (the report plots it)
-    if train.trains:
-        trainer = run_distillation(
-            student, teacher, features, collator=collator, tokenizer=tokenizer, train=train,
-            distillation=distillation, output_dir=output_dir, extras=extras, resume=resume,
-        )
-        log_history += [{**entry, "phase": "distillation"} for entry in trainer.state.log_history]
-    student = finalize_stage(student, method_config)
-    refine = method.refine_train(method_config, train)
-    if refine is not None:  # e.g. Block Pruning's "hybrid filled": distil the finalized, smaller model again
-        trainer = run_distillation(
-            student, teacher, features, collator=collator, tokenizer=tokenizer, train=refine,
-            distillation=distillation, output_dir=refine_dir, resume=resume,
-        )
-        log_history += [{**entry, "phase": "refine"} for entry in trainer.state.log_history]
-    seconds = time.perf_counter() - started
-
-    metrics = {
-        split: evaluate_model(student, tokenizer, task, split, batch_size=train.eval_batch_size, max_length=train.max_length, progress=train.progress)
-        for split in ("validation", "test")
-    }
-    record = {
-        "teacher": str(teacher_path),
-        "task": task.spec.name,
-        "metric_name": task.spec.primary_metric,
-        "metrics": metrics,
-        "train_seconds": round(seconds, 1),
-        "settings": {"method": method.name, "config": method_config.to_dict(), "train": train.to_dict(), "distillation": distillation.to_dict()},
-    }
-    files = {METRICS_FILE: json.dumps(record, indent=2), TRAINING_LOG_FILE: json.dumps(log_history), "README.md": model_card(student, record)}
-    save(student, output_dir, tokenizer, extra_files=files)
-    return output_dir
+        metrics = {
+            split: evaluate_model(student, tokenizer, task, split, batch_size=train.eval_batch_size, max_length=train.max_length, progress=train.progress)
+            for split in ("validation", "test")
+        }
+        record = {
+            "teacher": str(teacher_path),
+            "task": task.spec.name,
+            "metric_name": task.spec.primary_metric,
+            "metrics": metrics,
+            "train_seconds": round(seconds, 1),
+            "settings": {"method": method.name, "config": method_config.to_dict(), "train": train.to_dict(), "distillation": distillation.to_dict()},
+        }
+        files = {METRICS_FILE: json.dumps(record, indent=2), TRAINING_LOG_FILE: json.dumps(log_history), "README.md": model_card(student, record)}
+        save(student, output_dir, tokenizer, extra_files=files)
+        return output_dir
 
 
 def load_encoder(student, path: str | Path) -> None:
@@ -247,29 +248,30 @@ def distil_recipe(
     from .distill.general import general_distillation
 
     check_output_apart(output_dir, {"teacher": teacher_path, "init encoder": init_encoder, "data file": task.spec.name})
-    if Path(output_dir).exists() and not overwrite:
-        raise LeanformerError(f"output directory {str(output_dir)!r} exists: pass --overwrite or choose another path")
-    previous = None
-    count = len(recipe.stages)
-    for i, stage in enumerate(recipe.stages):
-        method = method_for_config(stage.config)
-        out = stage_output(output_dir, i, count, stage.method)
-        finished = i < count - 1 and (out / METRICS_FILE).is_file()
-        if finished and not resume and not overwrite:
-            raise LeanformerError(
-                f"stage {i + 1} of an earlier run is in {str(out)!r}: pass --resume to continue that run or --overwrite to start again"
-            )
-        if not (finished and resume):
-            stage_train = stage.train or train
-            losses = stage.distillation or distillation or method.default_distillation()
-            encoder = init_encoder if i == 0 else None
-            if i == 0 and stage.general is not None and encoder is None:
-                encoder = Path(str(output_dir) + ".general")
-                if not (encoder / "config.json").is_file():  # stage 1 already done: reuse it
-                    general_distillation(stage.general, stage.config, stage.general_train or stage_train, encoder)
-            distil_student(
-                teacher_path, stage.config, task, stage_train, losses, out,
-                overwrite=overwrite or i < count - 1, init_encoder=encoder, init_student=previous, resume=resume,
-            )
-        previous = out
-    return Path(output_dir)
+    with output_lock(output_dir):  # one writer per output: a second run at once fails here
+        if Path(output_dir).exists() and not overwrite:
+            raise LeanformerError(f"output directory {str(output_dir)!r} exists: pass --overwrite or choose another path")
+        previous = None
+        count = len(recipe.stages)
+        for i, stage in enumerate(recipe.stages):
+            method = method_for_config(stage.config)
+            out = stage_output(output_dir, i, count, stage.method)
+            finished = i < count - 1 and (out / METRICS_FILE).is_file()
+            if finished and not resume and not overwrite:
+                raise LeanformerError(
+                    f"stage {i + 1} of an earlier run is in {str(out)!r}: pass --resume to continue that run or --overwrite to start again"
+                )
+            if not (finished and resume):
+                stage_train = stage.train or train
+                losses = stage.distillation or distillation or method.default_distillation()
+                encoder = init_encoder if i == 0 else None
+                if i == 0 and stage.general is not None and encoder is None:
+                    encoder = Path(str(output_dir) + ".general")
+                    if not (encoder / "config.json").is_file():  # stage 1 already done: reuse it
+                        general_distillation(stage.general, stage.config, stage.general_train or stage_train, encoder)
+                distil_student(
+                    teacher_path, stage.config, task, stage_train, losses, out,
+                    overwrite=overwrite or i < count - 1, init_encoder=encoder, init_student=previous, resume=resume,
+                )
+            previous = out
+        return Path(output_dir)

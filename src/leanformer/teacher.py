@@ -17,7 +17,7 @@ import transformers
 from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding, Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
-from .api import check_weights, load_tokenizer, save
+from .api import check_weights, load_tokenizer, output_lock, save
 from .architectures import check_sequence_length
 from .config import ConfigBase
 from .data import TaskConfig, tokenize_dataset
@@ -79,67 +79,67 @@ def finetune(
     target = cache_dir("teachers") / key
     if (target / METRICS_FILE).is_file() and not force:
         return target
+    with output_lock(target):  # one writer per output: a second run at once fails here
+        transformers.set_seed(train_config.seed)
+        task = task_config.load(seed=train_config.seed)
+        spec = task.spec
+        run_dir = cache_dir("runs", key)
+        overrides = {}
+        if finetune_config.model == SCRATCH:
+            if spec.kind != "translation":
+                raise ConfigError(f"--model scratch trains translation models only; {spec.name} is a {spec.kind} task: pass a packaged encoder such as minilm")
+            model, tokenizer = model_and_tokenizer(task.splits["train"], scratch, run_dir, train_config.max_length, train_config.seed)
+            # batches of similar lengths: verses vary 5-80 tokens and padding would double the cost
+            overrides.update(label_smoothing_factor=scratch.label_smoothing, train_sampling_strategy="group_by_length")
+        else:
+            base = resolve_model(finetune_config.model)
+            tokenizer = load_tokenizer(base)
+            kwargs = {}
+            if spec.kind == "classification":
+                kwargs = dict(num_labels=spec.num_labels, id2label=dict(enumerate(spec.label_names)), label2id={n: i for i, n in enumerate(spec.label_names)})
+            elif spec.kind == "regression":
+                kwargs = dict(num_labels=1, problem_type="regression")
+            elif spec.kind == "translation" and not getattr(transformers.AutoConfig.from_pretrained(base), "is_encoder_decoder", False):
+                raise ConfigError(f"{finetune_config.model!r} is an encoder, not a translation model: pass --model scratch or an encoder-decoder directory")
+            check_weights(base)
+            model = model_class_for(spec.kind).from_pretrained(base, use_safetensors=True, **kwargs)
+        check_sequence_length(model.config, train_config.max_length, finetune_config.model)
 
-    transformers.set_seed(train_config.seed)
-    task = task_config.load(seed=train_config.seed)
-    spec = task.spec
-    run_dir = cache_dir("runs", key)
-    overrides = {}
-    if finetune_config.model == SCRATCH:
-        if spec.kind != "translation":
-            raise ConfigError(f"--model scratch trains translation models only; {spec.name} is a {spec.kind} task: pass a packaged encoder such as minilm")
-        model, tokenizer = model_and_tokenizer(task.splits["train"], scratch, run_dir, train_config.max_length, train_config.seed)
-        # batches of similar lengths: verses vary 5-80 tokens and padding would double the cost
-        overrides.update(label_smoothing_factor=scratch.label_smoothing, train_sampling_strategy="group_by_length")
-    else:
-        base = resolve_model(finetune_config.model)
-        tokenizer = load_tokenizer(base)
-        kwargs = {}
-        if spec.kind == "classification":
-            kwargs = dict(num_labels=spec.num_labels, id2label=dict(enumerate(spec.label_names)), label2id={n: i for i, n in enumerate(spec.label_names)})
-        elif spec.kind == "regression":
-            kwargs = dict(num_labels=1, problem_type="regression")
-        elif spec.kind == "translation" and not getattr(transformers.AutoConfig.from_pretrained(base), "is_encoder_decoder", False):
-            raise ConfigError(f"{finetune_config.model!r} is an encoder, not a translation model: pass --model scratch or an encoder-decoder directory")
-        check_weights(base)
-        model = model_class_for(spec.kind).from_pretrained(base, use_safetensors=True, **kwargs)
-    check_sequence_length(model.config, train_config.max_length, finetune_config.model)
-
-    train_features = tokenize_dataset(spec, task.splits["train"], tokenizer, train_config.max_length, for_training=True)
-    collator = DataCollatorForSeq2Seq(tokenizer, model=model) if spec.kind == "translation" else DataCollatorWithPadding(tokenizer)
-    trainer = Trainer(
-        model=model,
-        args=train_config.training_arguments(str(run_dir), **overrides),
-        train_dataset=train_features,
-        data_collator=collator,
-        processing_class=tokenizer,
-    )
-    started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=get_last_checkpoint(str(run_dir)))
-    train_seconds = time.perf_counter() - started
-
-    model.eval()
-    metrics = {
-        split: evaluate_model(model, tokenizer, task, split, batch_size=train_config.eval_batch_size, max_length=train_config.max_length, progress=train_config.progress)
-        for split in ("validation", "test")
-    }
-    if spec.kind == "translation":  # the papers report beam search; greedy is what the int8 loop runs
-        metrics["test_beam4"] = evaluate_model(
-            model, tokenizer, task, "test", batch_size=train_config.eval_batch_size, max_length=train_config.max_length, num_beams=4, progress=train_config.progress
+        train_features = tokenize_dataset(spec, task.splits["train"], tokenizer, train_config.max_length, for_training=True)
+        collator = DataCollatorForSeq2Seq(tokenizer, model=model) if spec.kind == "translation" else DataCollatorWithPadding(tokenizer)
+        trainer = Trainer(
+            model=model,
+            args=train_config.training_arguments(str(run_dir), **overrides),
+            train_dataset=train_features,
+            data_collator=collator,
+            processing_class=tokenizer,
         )
-    record = {
-        "model": finetune_config.model,
-        "task": spec.name,
-        "metric_name": spec.primary_metric,
-        "metrics": metrics,
-        "train_examples": len(task.splits["train"]),
-        "train_seconds": round(train_seconds, 1),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "settings": {"finetune": finetune_config.to_dict(), "task": task_config.to_dict(), "train": train_config.to_dict()}
-        | ({"scratch": scratch.to_dict()} if finetune_config.model == SCRATCH else {}),
-    }
-    save(model, target, tokenizer, extra_files={METRICS_FILE: json.dumps(record, indent=2), "README.md": model_card(model, record)})
-    return target
+        started = time.perf_counter()
+        trainer.train(resume_from_checkpoint=get_last_checkpoint(str(run_dir)))
+        train_seconds = time.perf_counter() - started
+
+        model.eval()
+        metrics = {
+            split: evaluate_model(model, tokenizer, task, split, batch_size=train_config.eval_batch_size, max_length=train_config.max_length, progress=train_config.progress)
+            for split in ("validation", "test")
+        }
+        if spec.kind == "translation":  # the papers report beam search; greedy is what the int8 loop runs
+            metrics["test_beam4"] = evaluate_model(
+                model, tokenizer, task, "test", batch_size=train_config.eval_batch_size, max_length=train_config.max_length, num_beams=4, progress=train_config.progress
+            )
+        record = {
+            "model": finetune_config.model,
+            "task": spec.name,
+            "metric_name": spec.primary_metric,
+            "metrics": metrics,
+            "train_examples": len(task.splits["train"]),
+            "train_seconds": round(train_seconds, 1),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "settings": {"finetune": finetune_config.to_dict(), "task": task_config.to_dict(), "train": train_config.to_dict()}
+            | ({"scratch": scratch.to_dict()} if finetune_config.model == SCRATCH else {}),
+        }
+        save(model, target, tokenizer, extra_files={METRICS_FILE: json.dumps(record, indent=2), "README.md": model_card(model, record)})
+        return target
 
 
 def teacher_metrics(path: str | Path) -> dict:

@@ -13,7 +13,7 @@ import torch
 import transformers
 from transformers import AutoModel, AutoModelForMaskedLM, DataCollatorForLanguageModeling, DataCollatorWithPadding
 
-from ..api import check_weights, compress, load_tokenizer, save
+from ..api import check_weights, compress, load_tokenizer, output_lock, save
 from ..config import ConfigBase
 from ..data.corpus import load_corpus
 from ..pretrained import resolve_model
@@ -55,30 +55,31 @@ def general_distillation(
 ) -> Path:
     """Train the compressed pre-trained encoder on `general.corpus`; returns the saved student's directory."""
     output_dir = Path(output_dir)
-    transformers.set_seed(train.seed)
-    path = resolve_model(general.pretrained)
-    check_weights(path)
-    tokenizer = load_tokenizer(path)
-    teacher, mlm = _pretrained_model(path)
-    distillation = distillation or DistillationConfig(
-        temperature=1.0, logit_weight=1.0 if mlm else 0.0, task_weight=1.0 if mlm else 0.0,
-        embedding_weight=1.0, hidden_weight=1.0, attention_weight=1.0,
-    )
-    student = copy.deepcopy(teacher)
-    if mlm:
-        _untie_output_embeddings(student)
-    student = compress(student, method_config)
+    with output_lock(output_dir):  # one writer per output: a second run at once fails here
+        transformers.set_seed(train.seed)
+        path = resolve_model(general.pretrained)
+        check_weights(path)
+        tokenizer = load_tokenizer(path)
+        teacher, mlm = _pretrained_model(path)
+        distillation = distillation or DistillationConfig(
+            temperature=1.0, logit_weight=1.0 if mlm else 0.0, task_weight=1.0 if mlm else 0.0,
+            embedding_weight=1.0, hidden_weight=1.0, attention_weight=1.0,
+        )
+        student = copy.deepcopy(teacher)
+        if mlm:
+            _untie_output_embeddings(student)
+        student = compress(student, method_config)
 
-    corpus = load_corpus(general.corpus, general.corpus_samples, train.seed)
-    features = corpus.map(
-        lambda batch: tokenizer(batch["text"], truncation=True, max_length=train.max_length),
-        batched=True, remove_columns=["text"], desc="tokenize corpus",
-    )
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15) if mlm else DataCollatorWithPadding(tokenizer)
-    # stage 1 always continues its own checkpoints: its output path names one configuration
-    run_distillation(
-        student, teacher, features, collator=collator, tokenizer=tokenizer, train=train, distillation=distillation,
-        output_dir=output_dir, resume=checkpoint_dir(output_dir).is_dir(),
-    )
-    save(student, output_dir, tokenizer)
-    return output_dir
+        corpus = load_corpus(general.corpus, general.corpus_samples, train.seed)
+        features = corpus.map(
+            lambda batch: tokenizer(batch["text"], truncation=True, max_length=train.max_length),
+            batched=True, remove_columns=["text"], desc="tokenize corpus",
+        )
+        collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15) if mlm else DataCollatorWithPadding(tokenizer)
+        # stage 1 always continues its own checkpoints: its output path names one configuration
+        run_distillation(
+            student, teacher, features, collator=collator, tokenizer=tokenizer, train=train, distillation=distillation,
+            output_dir=output_dir, resume=checkpoint_dir(output_dir).is_dir(),
+        )
+        save(student, output_dir, tokenizer)
+        return output_dir
