@@ -27,7 +27,7 @@ from torch import nn
 
 from leanformer.methods.kronecker.layers import FACTORED_MAX_FLOP_RATIO, PLANS, KroneckerLinear, factored_flops
 from leanformer.measure import cpu_name
-from leanformer.methods.kronecker.search import divisors
+from leanformer.architectures import divisors
 
 HERE = Path(__file__).parent
 WEIGHTS = {"MiniLM attention 384×384": (384, 384), "MiniLM W1 1536×384": (1536, 384), "MiniLM W2 384×1536": (384, 1536),

@@ -85,7 +85,7 @@ def _head_params(model):
 def test_target_compression_search_is_balanced_full_rank_and_best_for_its_objective(target, objective):
     from itertools import product
 
-    from leanformer.methods.kronecker.search import divisors
+    from leanformer.architectures import divisors
 
     dense = _minilm_like()
     config = KroneckerConfig(target_compression=target, search_objective=objective)

@@ -13,7 +13,7 @@ from typing import Iterator
 
 from torch import nn
 
-from .errors import UnsupportedModelError
+from .errors import ConfigError, UnsupportedModelError
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,10 @@ class ArchitectureSpec:
     attention_interface: bool = True
     # position ids start at pad_token_id + 1 (RoBERTa, MPNet): that many positions are never used
     positions_after_padding: bool = False
+    # forward argument of the attention module holding a per-head bias computed once for all layers
+    # with the model's full head count (MPNet's relative position bias), or None: a method that
+    # removes heads must hand each layer its kept heads' slice of it
+    shared_head_bias: str | None = None
 
     @property
     def is_encoder_decoder(self) -> bool:
@@ -174,6 +178,7 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
         **_BERT_CONFIG,
         attention_interface=False,  # MPNet computes attention with its relative position bias itself
         positions_after_padding=True,
+        shared_head_bias="position_bias",
     ),
     "distilbert": ArchitectureSpec(
         model_type="distilbert",
@@ -204,6 +209,19 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "marian": _seq2seq("marian"),
     "bart": _seq2seq("bart"),
 }
+
+
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def check_divides(setting: str, shape, name: str, rows: int, cols: int) -> None:
+    """A (rows x cols) weight split into `shape` blocks or factors: a clear error naming the choices if it does not divide."""
+    if rows % shape[0] or cols % shape[1]:
+        raise ConfigError(
+            f"{setting} {list(shape)} does not divide the {rows} x {cols} weight of {name}: rows must divide {rows} "
+            f"({', '.join(map(str, divisors(rows)))}), cols must divide {cols} ({', '.join(map(str, divisors(cols)))})"
+        )
 
 
 def get_architecture(model_or_config) -> ArchitectureSpec:

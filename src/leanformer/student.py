@@ -17,7 +17,7 @@ from .architectures import check_sequence_length, get_architecture
 from .config import ConfigBase
 from .data import TaskData, tokenize_dataset
 from .distill import DistillationConfig
-from .distill.trainer import checkpoint_dir, run_distillation
+from .distill.trainer import check_same_vocabulary, checkpoint_dir, run_distillation
 from .errors import ConfigError, DataError, LeanformerError
 from .evaluation import evaluate_model
 from .model_card import model_card
@@ -208,15 +208,6 @@ def check_task_fits(teacher, task: TaskData, source: str) -> None:
                 f"the teacher {source!r} was trained on labels {teacher_names} but {spec.name} has {names}: "
                 "fine-tune a teacher on this task, or give the data the teacher's label names"
             )
-
-
-def check_same_vocabulary(teacher, student, source: str) -> None:
-    t, s = getattr(teacher.config, "vocab_size", None), getattr(student.config, "vocab_size", None)
-    if t != s:
-        raise DataError(
-            f"the student {source!r} has a vocabulary of {s} tokens but the teacher {t}: teacher and student must share "
-            "one tokenizer (build the student from this teacher)"
-        )
 
 
 def stage_output(output_dir: str | Path, index: int, count: int, method: str) -> Path:

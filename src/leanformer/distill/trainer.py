@@ -18,7 +18,7 @@ from torch import nn
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from ..errors import ConfigError, LeanformerError
+from ..errors import ConfigError, DataError, LeanformerError
 from .capture import ActivationCapture
 from .config import DistillationConfig
 from .losses import IntermediatePair, default_intermediate_pairs, logit_loss, masked_mse
@@ -29,13 +29,19 @@ _LOGIT_FIELDS = ("logits", "start_logits", "end_logits")
 ExtraLoss = Callable[[nn.Module], torch.Tensor]
 
 
+def check_same_vocabulary(teacher: nn.Module, student: nn.Module, source: str | None = None) -> None:
+    """Teacher and student must read the same token ids. `source`: where the student came from (for the message)."""
+    t, s = getattr(teacher.config, "vocab_size", None), getattr(student.config, "vocab_size", None)
+    if t != s:
+        raise DataError(
+            f"the student{f' {source!r}' if source else ''} has a vocabulary of {s} tokens but the teacher {t}: teacher and student must share "
+            "one tokenizer (build the student from this teacher)"
+        )
+
+
 def check_compatible(student: nn.Module, teacher: nn.Module) -> None:
     """Teacher and student must read the same token ids and predict the same label set."""
-    vs, vt = student.config.vocab_size, teacher.config.vocab_size
-    if vs != vt:
-        raise ConfigError(
-            f"teacher and student vocabularies differ ({vt} vs {vs} tokens): distil with the teacher's tokenizer and vocabulary"
-        )
+    check_same_vocabulary(teacher, student)
     ns, nt = getattr(student.config, "num_labels", None), getattr(teacher.config, "num_labels", None)
     if not student.config.is_encoder_decoder and ns != nt:
         raise ConfigError(f"teacher predicts {nt} labels but the student {ns}: build the student from the fine-tuned teacher")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from torch import nn
 
-from ...architectures import base_prefix, get_architecture, iter_layers, linear_roles, replace_module
+from ...architectures import base_prefix, check_divides, divisors, get_architecture, iter_layers, linear_roles, replace_module
 from ...errors import ConfigError, LeanformerError
 from ...measure import count_parameters
 from .config import ATTENTION_ROLES, KroneckerConfig
 from .layers import KroneckerEmbedding, KroneckerLinear
-from .search import Dimensions, divisors, search_shapes
+from .search import Dimensions, search_shapes
 
 
 def _dimensions(model: nn.Module) -> Dimensions:
@@ -34,14 +34,6 @@ def resolved_shapes(model: nn.Module, config: KroneckerConfig) -> tuple[list | N
     if config.target_compression is None:
         return config.attention_a, config.ffn_a, config.embedding_n
     return search_shapes(_dimensions(model), config.target_compression, config.terms, tuple(config.roles), config.search_objective)
-
-
-def _check_divides(name: str, shape: list[int], rows: int, cols: int, setting: str) -> None:
-    if rows % shape[0] or cols % shape[1]:
-        raise ConfigError(
-            f"{setting} {shape} does not divide the {rows} x {cols} weight of {name}: rows must divide {rows} "
-            f"({', '.join(map(str, divisors(rows)))}), cols must divide {cols} ({', '.join(map(str, divisors(cols)))})"
-        )
 
 
 def built_shapes(model: nn.Module, config: KroneckerConfig) -> dict:
@@ -73,7 +65,7 @@ def apply_kronecker(model: nn.Module, config: KroneckerConfig, *, initialise: bo
         linear = model.get_submodule(name)
         if isinstance(linear, KroneckerLinear):
             raise ConfigError(f"{name} is already Kronecker-factored: apply KroneckerConfig once")
-        _check_divides(name, shape, linear.out_features, linear.in_features, setting)
+        check_divides(setting, shape, name, linear.out_features, linear.in_features)
         if initialise:
             new = KroneckerLinear.from_linear(linear, tuple(shape), config.terms, config.forward_mode)
         else:

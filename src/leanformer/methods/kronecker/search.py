@@ -28,12 +28,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from ...architectures import divisors
 from ...errors import ConfigError
 from .layers import FACTORED_MAX_FLOP_RATIO, factored_flops
-
-
-def divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...architectures import ARCHITECTURES, get_architecture, iter_layers, replace_module
+from ...architectures import ARCHITECTURES, check_divides, get_architecture, iter_layers, replace_module
 from ...errors import ConfigError
 from ...registry import TrainingExtras
 from .config import BlockPruningConfig
@@ -40,10 +40,6 @@ def _check_supported(model: nn.Module) -> None:
         raise ConfigError(reason)
 
 
-def _divisors(n: int) -> str:
-    return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
-
-
 def _plain_linear(model: nn.Module, name: str) -> nn.Linear:
     module = model.get_submodule(name)
     if isinstance(module, MaskedLinear):
@@ -54,14 +50,8 @@ def _plain_linear(model: nn.Module, name: str) -> nn.Linear:
 
 
 def _block_grid(name: str, linear: nn.Linear, block_shape: list[int]) -> tuple[int, int]:
-    rows, cols = block_shape
-    out, inp = linear.out_features, linear.in_features
-    if out % rows or inp % cols:
-        raise ConfigError(
-            f"block_shape {list(block_shape)} does not divide the {out} x {inp} weight of {name}: "
-            f"rows must divide {out} ({_divisors(out)}), cols must divide {inp} ({_divisors(inp)})"
-        )
-    return out // rows, inp // cols
+    check_divides("block_shape", block_shape, name, linear.out_features, linear.in_features)
+    return linear.out_features // block_shape[0], linear.in_features // block_shape[1]
 
 
 def apply_pruning(model: nn.Module, config: BlockPruningConfig) -> nn.Module:

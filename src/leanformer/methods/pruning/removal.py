@@ -23,16 +23,14 @@ import inspect
 import torch
 from torch import nn
 
-from ...architectures import LayerRef, get_architecture, iter_layers, replace_module
+from ...architectures import ARCHITECTURES, LayerRef, get_architecture, iter_layers, replace_module
 from ...errors import ConfigError, LeanformerError
 from .config import BlockPruningConfig
 from .layers import MaskedLinear, find_state
 from .schedule import finish_state
 
-# Families whose attention adds a per-head bias computed once for all layers with the model's full
-# head count (MPNet's relative position bias): name of that forward argument. After removing
-# heads, a pre-hook hands each layer only its kept heads' slice of it.
-SHARED_HEAD_BIAS = {"mpnet": "position_bias"}
+# After removing heads of a family whose attention takes a bias for all heads at once (the table's
+# `shared_head_bias`, MPNet's relative position bias), a pre-hook hands each layer its kept heads' slice.
 KEPT_HEADS_BUFFER = "pruned_head_index"
 
 
@@ -119,7 +117,7 @@ def remove_heads(layer: LayerRef, kept: list[int], model_type: str) -> None:
     setattr(attention, att.num_heads_attr, len(kept))
     if hasattr(attention, "all_head_size"):
         attention.all_head_size = len(kept) * d
-    argument = SHARED_HEAD_BIAS.get(model_type)
+    argument = ARCHITECTURES[model_type].shared_head_bias
     if argument is not None:
         _install_bias_selector(attention, list(kept), argument)
 
