@@ -43,6 +43,7 @@ class StackSpec:
     layers: str  # the nn.ModuleList
     attentions: tuple[AttentionSpec, ...]
     ffn: FFNSpec
+    num_layers_attr: str  # the config attribute that holds the stack's layer count
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def _bert_like(model_type: str, positions_after_padding: bool = False) -> Archit
         word_embeddings="embeddings.word_embeddings",
         embedding_modules=("embeddings",),
         embeddings_output="embeddings",
-        stacks=(StackSpec(name="encoder", layers="encoder.layer", **_BERT_LAYER),),
+        stacks=(StackSpec(name="encoder", layers="encoder.layer", **_BERT_LAYER, num_layers_attr="num_hidden_layers"),),
         **_BERT_CONFIG,
         positions_after_padding=positions_after_padding,
     )
@@ -136,12 +137,14 @@ def _seq2seq(model_type: str) -> ArchitectureSpec:
                 layers="encoder.layers",
                 attentions=(attention("self_attn"),),
                 ffn=ffn,
+                num_layers_attr="encoder_layers",
             ),
             StackSpec(
                 name="decoder",
                 layers="decoder.layers",
                 attentions=(attention("self_attn"), attention("encoder_attn", cross=True)),
                 ffn=ffn,
+                num_layers_attr="decoder_layers",
             ),
         ),
         hidden_size="d_model",
@@ -173,6 +176,7 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
                     ),
                 ),
                 ffn=FFNSpec(input="intermediate.dense", output="output.dense"),
+                num_layers_attr="num_hidden_layers",
             ),
         ),
         **_BERT_CONFIG,
@@ -200,6 +204,7 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
                     ),
                 ),
                 ffn=FFNSpec(input="ffn.lin1", output="ffn.lin2"),
+                num_layers_attr="n_layers",
             ),
         ),
         hidden_size="dim",

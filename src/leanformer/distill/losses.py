@@ -76,8 +76,19 @@ def layer_pairs(n_student: int, n_teacher: int, layer_map: str) -> list[tuple[in
     return [(i, round((i + 1) * n_teacher / n_student) - 1) for i in range(n_student)]
 
 
+def recorded_teacher_layers(student: nn.Module) -> dict[str, list[int]]:
+    """{stack: the teacher layer each student layer came from}, as a recipe stage that changed the
+    depth recorded it (`teacher_layers` in its structure); empty when none did."""
+    recorded: dict[str, list[int]] = {}
+    for stage in (getattr(student.config, "leanformer", None) or {}).get("recipe", []):
+        recorded.update((stage.get("structure") or {}).get("teacher_layers") or {})
+    return recorded
+
+
 def default_intermediate_pairs(student: nn.Module, teacher: nn.Module, config: DistillationConfig) -> list[IntermediatePair]:
-    """The KroneckerBERT set: embedding output, every layer's output and attention scores."""
+    """The KroneckerBERT set: embedding output, every layer's output and attention scores. A student
+    that records which teacher layer each of its layers came from learns from those; otherwise
+    layers pair by `config.layer_map`."""
     pairs: list[IntermediatePair] = []
     if not config.uses_intermediate:
         return pairs
@@ -94,11 +105,17 @@ def default_intermediate_pairs(student: nn.Module, teacher: nn.Module, config: D
             )
         )
     s_layers, t_layers = list(iter_layers(student)), list(iter_layers(teacher))
+    recorded = recorded_teacher_layers(student)
     for stack_s, stack_t in zip(spec_s.stacks, spec_t.stacks):
         ls = [layer for layer in s_layers if layer.stack is stack_s]
         lt = [layer for layer in t_layers if layer.stack is stack_t]
         stream = "decoder" if stack_s.name == "decoder" else "encoder"
-        for i, j in layer_pairs(len(ls), len(lt), config.layer_map):
+        mapped = recorded.get(stack_s.name)
+        if mapped is not None and (len(mapped) != len(ls) or max(mapped, default=-1) >= len(lt)):
+            raise ConfigError(f"the student records {stack_s.name} teacher layers {mapped} but has {len(ls)} layers and the teacher {len(lt)}: "
+                              "distil it from the teacher it was built from")
+        pairs_ij = list(enumerate(mapped)) if mapped is not None else layer_pairs(len(ls), len(lt), config.layer_map)
+        for i, j in pairs_ij:
             if config.hidden_weight:
                 pairs.append(
                     IntermediatePair(CaptureTarget(ls[i].name), CaptureTarget(lt[j].name), config.hidden_weight, "hidden", stream)

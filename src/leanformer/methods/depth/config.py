@@ -1,0 +1,41 @@
+"""`DepthConfig`: which of the teacher's layers the student keeps.
+
+Keeping fewer layers and distilling is the oldest compression of transformers (DistilBERT,
+TinyBERT, FastFormers) and the baseline every other method should be compared with at the same
+speed. The student is a plain transformers model of the same family with fewer layers, each
+initialised from the teacher layer it keeps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ...config import ConfigBase
+from ...errors import ConfigError
+
+
+@dataclass
+class DepthConfig(ConfigBase):
+    layers: list[int] | None = field(
+        default=None, metadata={"help": "Teacher layers the student keeps (0-based, increasing), e.g. 0 2 4; or use num_layers."})
+    num_layers: int | None = field(default=None, metadata={"help": "How many layers to keep, chosen by `strategy`."})
+    strategy: Literal["uniform", "first"] = field(
+        default="uniform",
+        metadata={"help": "With num_layers: 'uniform' keeps every (n/k)-th layer ending with the last one (TinyBERT's mapping), "
+                          "'first' the first num_layers."},
+    )
+    decoder_layers: list[int] | None = field(default=None, metadata={"help": "Encoder-decoders: decoder layers to keep (default: all)."})
+    decoder_num_layers: int | None = field(default=None, metadata={"help": "Encoder-decoders: how many decoder layers to keep, by `strategy`."})
+
+    def validate(self) -> None:
+        for explicit, count in (("layers", "num_layers"), ("decoder_layers", "decoder_num_layers")):
+            kept, n = getattr(self, explicit), getattr(self, count)
+            if kept is not None and n is not None:
+                raise ConfigError(f"give {explicit} or {count}, not both")
+            if kept is not None and (not kept or kept != sorted(set(kept)) or kept[0] < 0):
+                raise ConfigError(f"{explicit} must be distinct increasing layer indices (0-based), got {kept}")
+            if n is not None and n < 1:
+                raise ConfigError(f"{count} must be at least 1, got {n}")
+        if self.layers is None and self.num_layers is None and self.decoder_layers is None and self.decoder_num_layers is None:
+            raise ConfigError("nothing to drop: set layers (e.g. 0 2 4) or num_layers (e.g. 3)")

@@ -1,0 +1,119 @@
+"""Fewer layers: the kept layers compute what the teacher's did, the choice of layers, the layer
+mapping distillation uses, a plain saved model, and clear errors. (Save/load, recipes, ONNX and
+compositions on every family: tests/test_contract.py.)"""
+
+import pytest
+import torch
+import transformers
+
+import leanformer
+from leanformer.distill import DistillationConfig, default_intermediate_pairs
+from leanformer.errors import ConfigError, LeanformerError
+from leanformer.methods.depth import DepthConfig, chosen_layers
+from tiny_models import tiny_config, tiny_inputs
+
+
+def _teacher(layers: int = 4):
+    config = tiny_config("bert")
+    config.num_hidden_layers = layers
+    torch.manual_seed(0)
+    return transformers.BertForSequenceClassification(config).eval()
+
+
+def test_the_student_computes_the_teachers_kept_layers_in_order():
+    """Logits of the student vs the teacher's own modules run by hand: embeddings, layers 1 and 3,
+    pooler, classifier."""
+    teacher = _teacher()
+    student = leanformer.compress(teacher, DepthConfig(layers=[1, 3]))
+    assert len(student.bert.encoder.layer) == 2 and student.config.num_hidden_layers == 2
+    inputs = tiny_inputs(teacher)
+    with torch.no_grad():
+        hidden = teacher.bert.embeddings(input_ids=inputs["input_ids"])
+        additive = (1.0 - inputs["attention_mask"][:, None, None, :].float()) * torch.finfo(torch.float32).min
+        for i in (1, 3):
+            hidden = teacher.bert.encoder.layer[i](hidden, attention_mask=additive)
+            hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+        by_hand = teacher.classifier(teacher.bert.pooler(hidden))
+        torch.testing.assert_close(student(**inputs).logits, by_hand, rtol=1e-5, atol=1e-6)
+        # and the teacher itself is the 4-layer model it was
+        assert len(teacher.bert.encoder.layer) == 4
+
+
+@pytest.mark.parametrize("n, keep, strategy, expected", [
+    (6, 3, "uniform", [1, 3, 5]), (6, 2, "uniform", [2, 5]), (12, 4, "uniform", [2, 5, 8, 11]), (6, 6, "uniform", [0, 1, 2, 3, 4, 5]),
+    (6, 1, "uniform", [5]), (6, 3, "first", [0, 1, 2]), (5, 2, "uniform", [1, 4]),
+])
+def test_which_layers_are_kept(n, keep, strategy, expected):
+    assert chosen_layers(n, keep, strategy) == expected
+
+
+def test_distillation_pairs_each_student_layer_with_the_teacher_layer_it_came_from():
+    teacher = _teacher()
+    student = leanformer.compress(teacher, DepthConfig(layers=[0, 3]))
+    pairs = default_intermediate_pairs(student, teacher, DistillationConfig(hidden_weight=1.0, attention_weight=1.0))
+    hidden = [(p.student.name, p.teacher.name) for p in pairs if p.group == "hidden"]
+    assert hidden == [("bert.encoder.layer.0", "bert.encoder.layer.0"), ("bert.encoder.layer.1", "bert.encoder.layer.3")]
+    attention = [(p.student.name, p.teacher.name) for p in pairs if p.group == "attention"]
+    assert attention[1] == ("bert.encoder.layer.1.attention.self", "bert.encoder.layer.3.attention.self")
+    # what the stage recorded is the mapping (uniform layer_map would have paired student 0 with teacher 1)
+    assert leanformer.recipe_of(student)[0]["structure"] == {"teacher_layers": {"encoder": [0, 3]}}
+
+
+def test_the_saved_student_is_a_plain_model_transformers_loads_alone(tmp_path):
+    student = leanformer.compress(_teacher(), DepthConfig(num_layers=2))
+    leanformer.save(student, tmp_path / "s")
+    plain = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "s").eval()
+    inputs = tiny_inputs(student)
+    with torch.no_grad():
+        torch.testing.assert_close(plain(**inputs).logits, student(**inputs).logits, rtol=0, atol=0)
+    assert plain.config.num_hidden_layers == 2
+
+
+def test_an_encoder_decoder_keeps_its_cache_numbering():
+    """Decoder attention modules index the key/value cache by their layer number: kept layers are renumbered."""
+    torch.manual_seed(0)
+    config = tiny_config("marian")
+    config.decoder_layers = 3
+    teacher = transformers.MarianMTModel(config).eval()
+    student = leanformer.compress(teacher, DepthConfig(num_layers=1, decoder_layers=[0, 2]))
+    assert [layer.self_attn.layer_idx for layer in student.model.decoder.layers] == [0, 1]
+    batch = tiny_inputs(student, batch=2, seq=6)
+    out = student.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=4, do_sample=False)
+    assert out.shape[0] == 2
+
+
+@pytest.mark.parametrize("config, message", [
+    (dict(), "nothing to drop"),
+    (dict(layers=[0, 2], num_layers=2), "give layers or num_layers, not both"),
+    (dict(layers=[2, 0]), "distinct increasing"),
+    (dict(layers=[1, 1]), "distinct increasing"),
+    (dict(layers=[-1, 2]), "distinct increasing"),
+    (dict(layers=[]), "distinct increasing"),
+    (dict(num_layers=0), "at least 1"),
+])
+def test_config_errors_name_the_fix(config, message):
+    with pytest.raises(ConfigError, match=message):
+        DepthConfig(**config)
+
+
+@pytest.mark.parametrize("config, message", [
+    (DepthConfig(layers=[0, 4]), "layer 4 does not exist: the encoder has 4 layers"),
+    (DepthConfig(num_layers=5), "cannot keep 5 layers of a stack of 4"),
+    (DepthConfig(decoder_num_layers=1), "for encoder-decoders"),
+])
+def test_choices_that_do_not_fit_the_model_are_refused(config, message):
+    teacher = _teacher()
+    with pytest.raises(ConfigError, match=message):
+        leanformer.compress(teacher, config)
+    assert len(teacher.bert.encoder.layer) == 4
+
+
+def test_a_hand_edited_mapping_is_one_clear_error(tmp_path):
+    import json
+
+    leanformer.save(leanformer.compress(_teacher(), DepthConfig(num_layers=2)), tmp_path / "s")
+    saved = json.loads((tmp_path / "s" / "config.json").read_text())
+    saved["leanformer"]["recipe"][0]["structure"]["teacher_layers"]["encoder"] = [3]
+    (tmp_path / "s" / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(LeanformerError, match="do not describe its 2 layers"):
+        leanformer.load(tmp_path / "s")
