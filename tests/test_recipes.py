@@ -102,3 +102,27 @@ def test_composed_recipe_runs_end_to_end_from_the_command_line(tmp_path, capsys)
     assert stage1_weights.stat().st_mtime == mtime
     with torch.no_grad():
         assert torch.equal(leanformer.load(out)(**inputs).logits, saved_logits)  # same seed, same stage 2
+
+
+@pytest.mark.parametrize("flags, expected_train, expected_distillation", [
+    ([], {"max_steps": 3, "max_length": 16, "learning_rate": 1e-4}, {"temperature": 4.0, "hidden_weight": 0.5}),
+    (["--max_steps", "2", "--max_length", "12"], {"max_steps": 2, "max_length": 12, "learning_rate": 1e-4}, {"temperature": 4.0}),
+    (["--learning_rate=5e-5", "--temperature", "3"], {"max_steps": 3, "learning_rate": 5e-5}, {"temperature": 3.0, "hidden_weight": 0.5}),
+])
+def test_flags_the_user_typed_win_over_the_recipe_and_are_recorded(tmp_path, capsys, flags, expected_train, expected_distillation):
+    """defaults < recipe < command line: `--epochs 1` beside a recipe with a train section was ignored."""
+    write_tiny_task(tmp_path, rows=24)
+    train = {"max_steps": 3, "batch_size": 8, "max_length": 16, "learning_rate": 1e-4, "report_to": "none", "progress": False, "save_steps": 100}
+    distillation = {"temperature": 4.0, "hidden_weight": 0.5}
+    recipe = {"stages": [{"method": "depth", "config": {"num_layers": 1}, "train": train, "distillation": distillation}]}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    argv = ["compress", "--teacher", str(tmp_path / "teacher"), "--recipe", str(tmp_path / "recipe.yaml"),
+            "--task", str(tmp_path / "data.csv"), "--output_dir", str(tmp_path / "student"), *flags]
+    assert main(argv) == 0
+    settings = json.loads((tmp_path / "student" / "leanformer_metrics.json").read_text())["settings"]
+    assert {k: settings["train"][k] for k in expected_train} == expected_train
+    assert {k: settings["distillation"][k] for k in expected_distillation} == expected_distillation
+    err = capsys.readouterr().err
+    line = next(line for line in err.splitlines() if line.startswith("leanformer: stage 1/1 depth:"))
+    assert f"max_length {expected_train.get('max_length', 16)}" in line
+    assert ("from flags" in line) == bool(flags)

@@ -131,11 +131,31 @@ def _method_and_recipe(argv: list[str]):
     return (method_by_name(name) if name else None), recipe
 
 
-def _distillation_given(argv: list[str]) -> bool:
-    from .distill import DistillationConfig
+def _typed_fields(argv: list[str], config_class) -> list[str]:
+    """The fields of `config_class` whose flag the user typed (`--name`, `--name=v`, or `--no_name` for a boolean)."""
+    given = {a.split("=")[0] for a in argv if a.startswith("--")}
+    return [f.name for f in dataclasses.fields(config_class) if f"--{f.name}" in given or f"--no_{f.name}" in given]
 
-    flags = {f"--{f.name}" for f in dataclasses.fields(DistillationConfig)}
-    return any(a.split("=")[0] in flags for a in argv)
+
+def _flags_over_recipe(recipe, argv: list[str], train, distillation):
+    """Each stage's settings with the flags the user typed on top: defaults < recipe < command line.
+    Prints what each stage will run with (stderr), naming the values that came from flags."""
+    from .distill import DistillationConfig
+    from .registry import method_by_name
+    from .training import TrainConfig
+
+    typed_train, typed_distillation = _typed_fields(argv, TrainConfig), _typed_fields(argv, DistillationConfig)
+    for i, stage in enumerate(recipe.stages, 1):
+        if stage.train is not None and typed_train:
+            stage.train = TrainConfig(**{**stage.train.to_dict(), **{k: getattr(train, k) for k in typed_train}})
+        if typed_distillation:
+            base = stage.distillation or method_by_name(stage.method).default_distillation()
+            stage.distillation = DistillationConfig(**{**base.to_dict(), **{k: getattr(distillation, k) for k in typed_distillation}})
+        used = stage.train or train
+        shown = ", ".join(f"{k} {getattr(used, k)}" for k in ("epochs", "max_steps", "batch_size", "max_length", "learning_rate"))
+        from_flags = f" (from flags: {', '.join(typed_train + typed_distillation)})" if typed_train or typed_distillation else ""
+        print(f"leanformer: stage {i}/{len(recipe.stages)} {stage.method}: {shown}{from_flags}", file=sys.stderr)
+    return recipe
 
 
 def cmd_compress(argv: list[str]) -> int:
@@ -157,9 +177,10 @@ def cmd_compress(argv: list[str]) -> int:
     if recipe is None:
         recipe = Recipe([Stage(method.name, parsed[4])])
     check_output_apart(args.output_dir, {"teacher": args.teacher, "init encoder": args.init_encoder, "data file": task_cfg.task, "recipe": args.recipe})
+    recipe = _flags_over_recipe(recipe, argv, train_cfg, distill_cfg)
     task = task_cfg.load(seed=train_cfg.seed)
     path = distil_recipe(
-        args.teacher, recipe, task, args.output_dir, train=train_cfg, distillation=distill_cfg if _distillation_given(argv) else None,
+        args.teacher, recipe, task, args.output_dir, train=train_cfg, distillation=None,
         overwrite=args.overwrite, init_encoder=args.init_encoder, resume=args.resume,
     )
     print(json.dumps({"student": str(path)}, indent=2))
