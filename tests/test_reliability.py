@@ -355,12 +355,13 @@ def test_evaluate_refuses_flags_the_model_or_task_cannot_take(tiny_task, capsys,
 
 @pytest.mark.parametrize("layout", ["bin only", "bin beside another safetensors file"])
 @pytest.mark.parametrize("command", ["compress", "evaluate", "finetune", "general"])
-def test_pickled_weights_are_never_loaded(tiny_task, capsys, layout, command):
+def test_pickled_weights_are_never_loaded(tiny_task, capsys, monkeypatch, layout, command):
     """A model directory whose weights are a pickle (pytorch_model.bin) is refused on every path,
     also when some other .safetensors file sits beside it."""
     import transformers
 
     d = tiny_task
+    monkeypatch.setenv("LEANFORMER_CACHE", str(d / "cache"))  # a refused finetune leaves nothing in the cache
     model = transformers.BertForSequenceClassification(tiny_config("bert"))
     model.config.architectures = ["BertForSequenceClassification"]
     model.config.save_pretrained(d / "pickled")
@@ -381,6 +382,7 @@ def test_pickled_weights_are_never_loaded(tiny_task, capsys, layout, command):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "never a pickle (.bin)" in err and str(d / "pickled") in err, err
     assert not (d / "out").exists()
+    assert not list((d / "cache").glob("runs/*")) and not list((d / "cache").glob("teachers/*"))
 
 
 @pytest.mark.parametrize("tamper, message", [

@@ -83,7 +83,7 @@ def finetune(
         transformers.set_seed(train_config.seed)
         task = task_config.load(seed=train_config.seed)
         spec = task.spec
-        run_dir = cache_dir("runs", key)
+        run_dir = cache_dir("runs") / key  # created by the first thing that writes there, not by a refused run
         overrides = {}
         if finetune_config.model == SCRATCH:
             if spec.kind != "translation":
