@@ -123,6 +123,6 @@ def test_flags_the_user_typed_win_over_the_recipe_and_are_recorded(tmp_path, cap
     assert {k: settings["train"][k] for k in expected_train} == expected_train
     assert {k: settings["distillation"][k] for k in expected_distillation} == expected_distillation
     err = capsys.readouterr().err
-    line = next(line for line in err.splitlines() if line.startswith("leanformer: stage 1/1 depth:"))
+    line = next(line for line in err.splitlines() if line.startswith("leanformer: training") and "(depth)" in line)
     assert f"max_length {expected_train.get('max_length', 16)}" in line
     assert ("from flags" in line) == bool(flags)

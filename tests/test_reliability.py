@@ -215,7 +215,10 @@ def test_loading_never_runs_code():
 
     sources = {p.name: p.read_text() for p in (Path(__file__).parents[1] / "src" / "leanformer").rglob("*.py")}
     for name, text in sources.items():
-        assert not re.search(r"yaml\.load\(|torch\.load\(|import pickle|unsafe_load", text), name
+        assert not re.search(r"yaml\.load\(|import pickle|unsafe_load", text), name
+        # torch.load only as transformers' Trainer itself reads checkpoint state: weights_only (no code runs)
+        assert all("weights_only=True" in call for call in re.findall(r"torch\.load\([^)]*\)", text)), name
+        assert len(re.findall(r"torch\.load\(", text)) == len(re.findall(r"torch\.load\([^)]*\)", text)), name
     assert inspect.signature(leanformer.load).parameters["trust_remote_code"].default is False
 
 
@@ -561,3 +564,92 @@ def test_architectures_must_name_a_model_class_with_a_task_head(tiny_task, capsy
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("leanformer: error:") and message in err, err
     assert not (d / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished quantization run whose student was then deleted: its checkpoints are what --resume reads."""
+    import shutil
+
+    d = tmp_path_factory.mktemp("run")
+    write_tiny_task(d, rows=40)
+    assert main(_argv(d, "quantization", "out")) == 0
+    shutil.rmtree(d / "out")
+    return d
+
+
+def _copy_of(finished_run, tmp_path) -> Path:
+    import shutil
+
+    shutil.copytree(finished_run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def _checkpoints(d: Path) -> list[Path]:
+    return sorted((d / "out.checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+
+
+def _digest(directory: Path) -> dict:
+    import hashlib
+
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("other", [
+    RECIPES["pruning"],
+    {"method": "kronecker", "config": {"attention_a": [4, 2]}},
+    {"method": "depth", "config": {"num_layers": 1}},
+    {"method": "quantization", "config": {**RECIPES["quantization"]["config"], "weight_bits": 4}},
+    {"method": "quantization", "config": {**RECIPES["quantization"]["config"], "activation_bits": 6}},
+    {"method": "quantization", "config": {**RECIPES["quantization"]["config"], "calibration_batches": 3}},
+], ids=["pruning", "kronecker", "depth", "weight_bits", "activation_bits", "calibration_batches"])
+def test_resuming_checkpoints_of_another_method_or_config_is_refused(finished_run, tmp_path, capsys, other):
+    """Another method's checkpoints were a traceback (optimizer groups differ); another config of the
+    same method resumed silently and saved an 8-bit-trained student labelled 4-bit."""
+    d = _copy_of(finished_run, tmp_path)
+    (d / "other.yaml").write_text(yaml.safe_dump({**other, "train": TRAIN}))
+    argv = ["compress", "--teacher", str(d / "teacher"), "--recipe", str(d / "other.yaml"), "--task", str(d / "data.csv"),
+            "--output_dir", str(d / "out"), "--resume"]
+    before = _digest(d / "out.checkpoints")
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("leanformer: error:") and "belong to another run" in err and "(checkpoints) vs" in err, err
+    assert _digest(d / "out.checkpoints") == before and not (d / "out").exists()
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+DAMAGE = {
+    "weights cut in half": lambda c: _truncate(c / "model.safetensors"),
+    "weights empty": lambda c: (c / "model.safetensors").write_bytes(b""),
+    "weights missing": lambda c: (c / "model.safetensors").unlink(),
+    "optimizer cut in half": lambda c: _truncate(c / "optimizer.pt"),
+    "rng state a pickle weights_only refuses": lambda c: (c / "rng_state.pth").write_bytes(
+        __import__("pickle").dumps(__import__("collections").OrderedDict(a=object.__new__(__import__("argparse").Namespace)))),
+    "trainer state not JSON": lambda c: (c / "trainer_state.json").write_text("{cut"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_last_checkpoint_falls_back_to_the_one_before_and_says_so(finished_run, tmp_path, capsys, damage):
+    d = _copy_of(finished_run, tmp_path)
+    previous, last = _checkpoints(d)[-2:]
+    DAMAGE[damage](last)
+    capsys.readouterr()
+    assert main([*_argv(d, "quantization", "out"), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert f"skipping the damaged checkpoint {last.name}" in err and f"resuming from {str(previous)!r}" in err, err
+    assert (d / "out" / "config.json").is_file()
+
+
+def test_when_every_checkpoint_is_damaged_resume_is_one_line(finished_run, tmp_path, capsys):
+    d = _copy_of(finished_run, tmp_path)
+    for checkpoint in _checkpoints(d):
+        _truncate(checkpoint / "model.safetensors")
+    capsys.readouterr()
+    assert main([*_argv(d, "quantization", "out"), "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # progress bars and the stage's settings come before it
+    assert err.startswith("leanformer: error:") and "every checkpoint in" in err and "is damaged" in err and "--overwrite without --resume" in err, err

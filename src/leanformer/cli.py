@@ -139,22 +139,19 @@ def _typed_fields(argv: list[str], config_class) -> list[str]:
 
 def _flags_over_recipe(recipe, argv: list[str], train, distillation):
     """Each stage's settings with the flags the user typed on top: defaults < recipe < command line.
-    Prints what each stage will run with (stderr), naming the values that came from flags."""
+    Each stage notes which values came from flags (printed with its settings when it trains)."""
     from .distill import DistillationConfig
     from .registry import method_by_name
     from .training import TrainConfig
 
     typed_train, typed_distillation = _typed_fields(argv, TrainConfig), _typed_fields(argv, DistillationConfig)
-    for i, stage in enumerate(recipe.stages, 1):
+    for stage in recipe.stages:
         if stage.train is not None and typed_train:
             stage.train = TrainConfig(**{**stage.train.to_dict(), **{k: getattr(train, k) for k in typed_train}})
         if typed_distillation:
             base = stage.distillation or method_by_name(stage.method).default_distillation()
             stage.distillation = DistillationConfig(**{**base.to_dict(), **{k: getattr(distillation, k) for k in typed_distillation}})
-        used = stage.train or train
-        shown = ", ".join(f"{k} {getattr(used, k)}" for k in ("epochs", "max_steps", "batch_size", "max_length", "learning_rate"))
-        from_flags = f" (from flags: {', '.join(typed_train + typed_distillation)})" if typed_train or typed_distillation else ""
-        print(f"leanformer: stage {i}/{len(recipe.stages)} {stage.method}: {shown}{from_flags}", file=sys.stderr)
+        stage.from_flags = typed_train + typed_distillation
     return recipe
 
 

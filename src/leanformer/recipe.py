@@ -45,6 +45,8 @@ class Stage:
     train: TrainConfig | None = None
     general: GeneralDistillationConfig | None = None
     general_train: TrainConfig | None = None
+    # settings the command line overrode in this stage (printed when it trains; not part of the file)
+    from_flags: list[str] = field(default_factory=list, compare=False)
 
     @classmethod
     def from_dict(cls, data, where: str) -> "Stage":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -41,6 +42,7 @@ def distil_student(
     init_encoder: str | Path | None = None,
     init_student: str | Path | None = None,
     resume: bool = False,
+    from_flags: list[str] = (),
 ) -> Path:
     """Train a compressed copy of the teacher by distillation; write it (and its metrics) to `output_dir`.
 
@@ -49,6 +51,7 @@ def distil_student(
 
     `init_encoder`: a general-distillation student (`distill.general`) whose encoder replaces the
     freshly compressed one; the pooler and task head stay the fine-tuned teacher's.
+    `from_flags`: settings the command line overrode (named in the line printed when training starts).
     `init_student`: compress this saved student (a previous stage) instead of a copy of the teacher;
     the teacher still distils.
     """
@@ -92,6 +95,9 @@ def distil_student(
         loader = DataLoader(features, batch_size=train.batch_size, shuffle=True, collate_fn=collator, generator=torch.Generator().manual_seed(train.seed))
         method.calibrate(student, method_config, iter(loader))  # batches are collated only if the method asks for them
         log_history = []  # every training log line, kept with the student (the report plots it)
+        shown = ", ".join(f"{k} {getattr(train, k)}" for k in ("epochs", "max_steps", "batch_size", "max_length", "learning_rate"))
+        print(f"leanformer: training {str(output_dir)!r} ({method.name}): {shown}"
+              + (f" (from flags: {', '.join(from_flags)})" if from_flags else ""), file=sys.stderr, flush=True)
         if train.trains:
             trainer = run_distillation(
                 student, teacher, features, collator=collator, tokenizer=tokenizer, train=train,
@@ -263,6 +269,7 @@ def distil_recipe(
                 distil_student(
                     teacher_path, stage.config, task, stage_train, losses, out,
                     overwrite=overwrite or i < count - 1, init_encoder=encoder, init_student=previous, resume=resume,
+                    from_flags=stage.from_flags,
                 )
             previous = out
         return Path(output_dir)

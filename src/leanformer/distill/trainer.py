@@ -11,6 +11,7 @@ import json
 import sys
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable
 
 import torch
@@ -216,6 +217,87 @@ class _SameBudget(TrainerCallback):
                 "resume with the same --epochs, --batch_size and training data, or pass --overwrite without --resume to start again")
 
 
+def _checkpoints_newest_first(run_dir: Path) -> list[Path]:
+    found = [p for p in run_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+
+
+def checkpoint_damage(checkpoint: Path) -> str | None:
+    """What is wrong with a checkpoint (a file cut short by a crash or a full disk, state a safe
+    `weights_only` load refuses), or None when every file resuming reads is whole."""
+    from safetensors import SafetensorError, safe_open
+    from transformers.trainer_pt_utils import safe_globals
+
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError) as err:
+        return f"trainer_state.json: {err}"
+    weights = sorted(checkpoint.glob("*.safetensors"))
+    if not weights:
+        return "no model weights (.safetensors)"
+    for file in weights:
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                f.keys()
+        except (SafetensorError, OSError) as err:
+            return f"{file.name}: {err}"
+    for file in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        if (checkpoint / file).is_file():
+            try:
+                with safe_globals():
+                    torch.load(checkpoint / file, map_location="cpu", weights_only=True)
+            except Exception as err:  # any unreadable state (truncated zip, pickle a weights_only load refuses) is damage
+                return f"{file}: {type(err).__name__}: {str(err).splitlines()[0][:120]}"
+    return None
+
+
+def _stages(config) -> list[tuple[str, dict]]:
+    return [(s.get("method"), s.get("config")) for s in (getattr(config, "leanformer", None) or {}).get("recipe", [])]
+
+
+def _check_same_recipe(checkpoint: Path, student: nn.Module) -> None:
+    """Resuming continues the same student: checkpoints of another method or config would be read
+    into the wrong structure (a traceback) or, worse, continue silently under another name."""
+    try:
+        saved = json.loads((checkpoint / "config.json").read_text())
+    except (OSError, ValueError):
+        return  # checked as damage where it matters: the weights
+    theirs, ours = _stages(SimpleNamespace(**saved)), _stages(student.config)
+    if theirs == ours:
+        return
+    methods = [[m for m, _ in stages] for stages in (theirs, ours)]
+    if methods[0] != methods[1]:
+        difference = " vs ".join(f"{' → '.join(m) or 'no compression'} ({who})" for m, who in zip(methods, ("checkpoints", "this run")))
+    else:
+        difference = "; ".join(
+            f"{m} {key} {(a or {}).get(key)!r} (checkpoints) vs {(b or {}).get(key)!r} (this run)"
+            for (m, a), (_, b) in zip(theirs, ours) for key in sorted(set(a or {}) | set(b or {})) if (a or {}).get(key) != (b or {}).get(key))
+    raise LeanformerError(
+        f"the checkpoints in {str(checkpoint.parent)!r} belong to another run ({difference}): resume with the same method and "
+        "settings, or pass --overwrite without --resume to start again")
+
+
+def resumable_checkpoint(run_dir: Path, student: nn.Module) -> str | None:
+    """The newest whole checkpoint of this student's run in `run_dir` (None when there is none).
+    A damaged newest checkpoint is skipped, with a line saying so, for the one before it."""
+    checkpoints = _checkpoints_newest_first(run_dir) if run_dir.is_dir() else []
+    damaged = []
+    for checkpoint in checkpoints:
+        problem = checkpoint_damage(checkpoint)
+        if problem is not None:
+            damaged.append(f"{checkpoint.name} ({problem})")
+            continue
+        _check_same_recipe(checkpoint, student)
+        if damaged:
+            print(f"leanformer: --resume: skipping the damaged checkpoint {', '.join(damaged)}; resuming from {str(checkpoint)!r}",
+                  file=sys.stderr, flush=True)
+        return str(checkpoint)
+    if damaged:
+        raise LeanformerError(
+            f"every checkpoint in {str(run_dir)!r} is damaged ({'; '.join(damaged)}): pass --overwrite without --resume to start again")
+    return None
+
+
 def run_distillation(
     student: nn.Module,
     teacher: nn.Module,
@@ -240,6 +322,8 @@ def run_distillation(
         raise LeanformerError(
             f"{str(run_dir)!r} holds checkpoints of an interrupted run: pass --resume to continue it or --overwrite to start again"
         )
+    if resume:
+        last = resumable_checkpoint(run_dir, student)
     callbacks = list(extras.callbacks) if extras and extras.callbacks else []
     if resume and last is None:
         print(f"leanformer: --resume: no checkpoint in {str(run_dir)!r}, starting from the first step", file=sys.stderr, flush=True)
