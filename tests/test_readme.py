@@ -41,3 +41,11 @@ def test_every_compress_example_of_the_readme_runs_on_one_teacher():
         assert leanformer.recipe_of(student), expression
     assert all(torch.equal(v, state[k]) for k, v in teacher.state_dict().items())
     assert leanformer.recipe_of(teacher) == []
+
+
+def test_every_import_line_of_the_readme_imports():
+    """A renamed module or moved name must not leave README's examples broken."""
+    lines = sorted({line for block in BLOCKS for line in block.splitlines() if line.startswith(("from leanformer", "import leanformer"))})
+    assert len(lines) >= 5
+    for line in lines:
+        exec(line, {})
