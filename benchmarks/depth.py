@@ -1,0 +1,114 @@
+"""Fewer layers on MiniLM-L6 (6 layers): 4, 3 and 2 kept layers, and depth under the other methods.
+
+    .venv/bin/python benchmarks/depth.py [--tasks glue/sst2 glue/mrpc squad_v1] [--variants ...] [--repeats 10]
+        [--train_samples 8000 --epochs 2]   # another budget: rows tagged
+
+Each student is distilled from the cached teacher of benchmarks/teacher.py (SQuAD's: benchmarks/
+pruning.py) with the method's own losses (TinyBERT's: embeddings, hidden states and attention
+scores of each kept layer against the teacher layer it came from, logits); compositions are
+recipes whose every stage is distilled from the same teacher: depth → hybrid-filled pruning, and
+depth → pruning → 8-bit QAT (deployed as int8 ONNX). Rows are measured against the teacher in one
+interleaved run (metric, size, FLOPs, latency b1/b32 at seq 128, 2 threads) and record the CPU.
+SST-2 rows also carry accuracy on rotten_tomatoes' test split (same kind of text, another source),
+next to the teacher's: out-of-distribution accuracy. Students are kept under runs/bench/depth/ and
+finished ones are reused; training resumes from checkpoints: re-run freely.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import leanformer
+from leanformer.api import load_tokenizer
+from leanformer.benchmark import Candidate
+from leanformer.data import TaskConfig
+from leanformer.evaluation import evaluate_model
+from leanformer.methods.depth import DepthConfig
+from leanformer.methods.pruning import BlockPruningConfig
+from leanformer.methods.quantization import QuantizationConfig
+from leanformer.recipe import Recipe, Stage
+from leanformer.student import distil_recipe
+from leanformer.training import TrainConfig
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import command_line, measure_students, record_rows, run_dir, student_budget  # noqa: E402
+from pruning import SCHEDULE, _teacher  # noqa: E402  (same teachers and pruning schedule as benchmarks/pruning.md)
+
+HERE = Path(__file__).parent
+RUNS = Path("runs/bench/depth")
+
+# Student budgets on 2 CPU cores: SST-2 on its whole train split, as the depth issue asks.
+STUDENT_TRAIN = {
+    "glue/sst2": dict(max_train_samples=None, epochs=2.0),
+    "glue/mrpc": dict(epochs=5.0),
+    "squad_v1": dict(epochs=2.0, max_length=256),
+}
+QAT = TrainConfig(epochs=1.0, learning_rate=2e-5)  # the int8 stage: short, small steps (as recipes/fullyqt8.yaml)
+
+
+def _variants(train: TrainConfig) -> dict[str, list[Stage]]:
+    qat = TrainConfig(**{**train.to_dict(), "epochs": QAT.epochs, "learning_rate": QAT.learning_rate})
+    three = Stage("depth", DepthConfig(num_layers=3))
+    prune = Stage("pruning", BlockPruningConfig.hybrid_filled(final_lambda=10.0, **SCHEDULE))
+    return {
+        "4 layers": [Stage("depth", DepthConfig(num_layers=4))],
+        "3 layers": [three],
+        "2 layers": [Stage("depth", DepthConfig(num_layers=2))],
+        "3 layers → hybrid_filled λ10": [three, prune],
+        "3 layers → hybrid_filled λ10 → int8": [three, prune, Stage("quantization", QuantizationConfig(), train=qat)],
+    }
+
+
+def _out_of_distribution(path: Path, max_length: int) -> float:
+    """Accuracy on rotten_tomatoes' test split of an SST-2 model (same labels: negative, positive)."""
+    task = TaskConfig(task="rotten_tomatoes").load(seed=0)
+    model = leanformer.load(path)
+    tokenizer = load_tokenizer(path, model.config.vocab_size)
+    return evaluate_model(model, tokenizer, task, "test", batch_size=128, max_length=max_length, progress=False)["accuracy"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", nargs="+", default=list(STUDENT_TRAIN))
+    parser.add_argument("--variants", nargs="+", default=None, help="row labels to run (default: all)")
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--train_samples", type=int, default=None, help="override the task's student training examples (0: all; rows get a budget tag)")
+    parser.add_argument("--epochs", type=float, default=None, help="override the task's student epochs (rows get a budget tag)")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--train_only", action="store_true", help="train the students and stop (measure later, on a quiet machine)")
+    args = parser.parse_args()
+    command = command_line()
+
+    for name in args.tasks:
+        teacher_path = _teacher(name)
+        settings, budget = student_budget(STUDENT_TRAIN[name], args.train_samples, args.epochs)
+        tag = f" [{budget}]" if budget else ""
+        task = TaskConfig(task=name, max_train_samples=settings.pop("max_train_samples", None)).load(seed=0)
+        train = TrainConfig(**{"max_length": 128, "batch_size": 32, "learning_rate": args.lr, "report_to": "none", "logging_steps": 50, **settings})
+        variants = _variants(train)
+        students = []
+        for label in args.variants or list(variants):
+            out = run_dir(RUNS, name, label + tag)
+            if not (out / "leanformer_metrics.json").is_file():
+                print(f"== {name}: {label}{tag}", flush=True)
+                distil_recipe(teacher_path, Recipe(variants[label]), task, out, train=train, overwrite=True, resume=True)
+            record = json.loads((out / "leanformer_metrics.json").read_text())
+            extra = dict(recipe=[s.to_dict() for s in variants[label]], train_seconds=record["train_seconds"],
+                         metrics_test=record["metrics"]["test"], epochs=train.epochs)
+            if name == "glue/sst2" and not args.train_only:
+                extra["rotten_tomatoes_accuracy"] = _out_of_distribution(out, train.max_length)
+            students.append((Candidate(label + tag, out, method="+".join(s.method for s in variants[label]),
+                                       metric=record["metrics"]["test"][task.spec.primary_metric]), extra))
+        if args.train_only:
+            continue
+        measured = measure_students(teacher_path, students, task, repeats=args.repeats, command=command, max_length=train.max_length)
+        if name == "glue/sst2":
+            measured[0].extra["rotten_tomatoes_accuracy"] = _out_of_distribution(teacher_path, train.max_length)
+        record_rows(measured, HERE / "results" / "depth.json", HERE / "depth.md", title="Fewer layers on MiniLM-L6 (test split)", command=command)
+
+
+if __name__ == "__main__":
+    main()
