@@ -24,6 +24,15 @@ def run_dir(runs: Path, task: str, label: str) -> Path:
     return runs / f"{task.replace('/', '_')}-{label.replace(' ', '-').replace(',', '')}"
 
 
+def add_budget_arguments(parser, lr: float = 1e-4) -> None:
+    """The flags every method benchmark shares: learning rate, budget overrides, repeats, train-only."""
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--train_samples", type=int, default=None, help="override the task's student training examples (0: the whole train split; rows get a budget tag)")
+    parser.add_argument("--epochs", type=float, default=None, help="override the task's student epochs (rows get a budget tag)")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--train_only", action="store_true", help="train the students and stop (measure later, on a quiet machine)")
+
+
 def student_budget(defaults: dict, train_samples: int | None, epochs: float | None) -> tuple[dict, str]:
     """A task's student budget with the command line's overrides, and the tag ("24000×1") that makes a
     non-default budget its own row and run directory ("" for the default budget)."""

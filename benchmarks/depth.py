@@ -34,7 +34,7 @@ from leanformer.student import distil_recipe
 from leanformer.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import command_line, measure_students, record_rows, run_dir, student_budget  # noqa: E402
+from common import add_budget_arguments, command_line, measure_students, record_rows, run_dir, student_budget  # noqa: E402
 from pruning import SCHEDULE, _teacher  # noqa: E402  (same teachers and pruning schedule as benchmarks/pruning.md)
 
 HERE = Path(__file__).parent
@@ -74,11 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", nargs="+", default=list(STUDENT_TRAIN))
     parser.add_argument("--variants", nargs="+", default=None, help="row labels to run (default: all)")
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--train_samples", type=int, default=None, help="override the task's student training examples (0: all; rows get a budget tag)")
-    parser.add_argument("--epochs", type=float, default=None, help="override the task's student epochs (rows get a budget tag)")
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--train_only", action="store_true", help="train the students and stop (measure later, on a quiet machine)")
+    add_budget_arguments(parser)
     args = parser.parse_args()
     command = command_line()
 

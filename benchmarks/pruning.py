@@ -30,7 +30,7 @@ from leanformer.teacher import FinetuneConfig, finetune
 from leanformer.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import command_line, measure_students, record_rows, run_dir, student_budget  # noqa: E402
+from common import add_budget_arguments, command_line, measure_students, record_rows, run_dir, student_budget  # noqa: E402
 from teacher import teacher_settings  # noqa: E402  (same teachers as benchmarks/teacher.md)
 
 HERE = Path(__file__).parent
@@ -67,13 +67,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", nargs="+", default=list(STUDENT_TRAIN))
     parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--train_samples", type=int, default=None, help="override the task's student training examples (0: the whole train split; rows get a budget tag)")
-    parser.add_argument("--epochs", type=float, default=None, help="override the task's student epochs (rows get a budget tag)")
+    add_budget_arguments(parser)
     parser.add_argument("--score_lr", type=float, default=SCHEDULE["score_learning_rate"],
                         help="learning rate of the mask scores (a non-default rate is part of the row label): shorter schedules need a larger one to prune as far")
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--train_only", action="store_true", help="train the students and stop (measure later, on a quiet machine)")
     args = parser.parse_args()
     command = command_line()
 

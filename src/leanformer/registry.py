@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar, Iterable
@@ -48,21 +49,21 @@ class ReportFigure:
     figure: object  # matplotlib Figure
 
 
-class Method:
+class Method(ABC):
     """Base class of a compression method. Required: `name`, `config_class`, `apply`, `rebuild`."""
 
     name: ClassVar[str]
     config_class: ClassVar[type[ConfigBase]]
 
     # --- required ---------------------------------------------------------------------------
+    @abstractmethod
     def apply(self, model: nn.Module, config: ConfigBase) -> tuple[nn.Module, Structure]:
         """Replace modules of `model` in place, initialised from its trained weights; return the
         model and what was built (None when the config alone determines it)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def rebuild(self, model: nn.Module, config: ConfigBase, structure: Structure) -> nn.Module:
         """The same modules with uninitialised weights, from the saved config and structure."""
-        raise NotImplementedError
 
     # --- what the method supports, as data ----------------------------------------------------
     def unsupported(self, spec: ArchitectureSpec) -> str | None:
