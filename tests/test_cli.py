@@ -1,8 +1,10 @@
 """The CLI: generated help, one-line errors with exit status 2 and no traceback."""
 
 import dataclasses
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -71,8 +73,10 @@ def test_bad_data_file_from_the_command_line_prints_no_traceback(tmp_path):
 def _config_classes():
     """Every config dataclass leanformer defines (methods, training, distillation, CLI commands)."""
     import leanformer.cli  # noqa: F401  (defines the command configs)
-    import leanformer.methods  # noqa: F401
     from leanformer.config import ConfigBase
+    from leanformer.registry import registered_methods
+
+    registered_methods()  # imports every method folder
 
     seen, stack = [], list(ConfigBase.__subclasses__())
     while stack:
@@ -127,12 +131,95 @@ def test_training_flags_out_of_range_are_one_line_errors(capsys, flag, value, me
     assert err.startswith("leanformer: error: ") and message in err and "\n" not in err
 
 
-def test_top_level_help_imports_neither_torch_nor_transformers():
-    """`leanformer --help` answers at once: the heavy libraries load when a command needs them."""
-    code = ("import sys; from leanformer.cli import main; import leanformer; assert main(['--help']) == 0; "
-            "print(sorted(m for m in ('torch', 'transformers', 'onnx', 'datasets') if m in sys.modules))")
+HELP_ARGVS = [["--help"]] + [[command, "--help"] for command in ("finetune", "general", "compress", "evaluate", "benchmark", "export", "report", "demo")]
+
+
+def test_every_help_imports_neither_torch_nor_transformers():
+    """`leanformer --help` and every `leanformer COMMAND --help` (with each method's flags) answer at
+    once: config modules import no heavy library; commands import what they run after parsing."""
+    from leanformer.registry import available_methods
+
+    argvs = HELP_ARGVS + [["compress", "--method", name, "--help"] for name in available_methods()]
+    code = f"""
+import contextlib, io, sys
+from leanformer.cli import main
+for argv in {argvs!r}:
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        try:
+            code = main(argv)
+        except SystemExit as exit:
+            code = exit.code
+    assert code == 0 and "--help" in out.getvalue() or argv == ["--help"], (argv, code)
+print(sorted(m for m in ('torch', 'transformers', 'onnx', 'onnxruntime', 'datasets') if m in sys.modules))
+"""
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip().splitlines()[-1] == "[]", result.stdout + result.stderr
+
+
+def test_config_modules_import_no_heavy_library():
+    """Every module that defines a config class can be imported alone without torch or transformers."""
+    modules = sorted({cls.__module__ for cls in _config_classes() if cls.__module__.startswith("leanformer")})
+    assert len(modules) >= 10
+    code = f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n" \
+           "print(sorted(m for m in ('torch', 'transformers', 'onnx', 'datasets') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", (modules, result.stdout + result.stderr)
+
+
+@pytest.mark.parametrize("argv, parsed", [
+    (["--epochs", "2", "--progress", "false", "--max_steps=7"], {"epochs": 2.0, "progress": False, "max_steps": 7}),
+    (["--progress"], {"progress": True}),
+    (["--no_progress"], {"progress": False}),
+    (["--progress", "YES", "--report_to", "none"], {"progress": True, "report_to": "none"}),
+    ([], {}),
+])
+def test_flags_parse_into_the_config_as_from_dict_would(argv, parsed):
+    from leanformer.config import parse_flags
+
+    (train,) = parse_flags((TrainConfig,), argv, "t", "")
+    assert train == TrainConfig.from_dict(parsed)
+
+
+def test_list_flags_literals_and_unknown_flags():
+    from leanformer.config import parse_flags
+    from leanformer.errors import ConfigError
+    from leanformer.methods.kronecker import KroneckerConfig
+
+    (config,) = parse_flags((KroneckerConfig,), ["--attention_a", "4", "2", "--search_objective", "capacity"], "t", "")
+    assert config == KroneckerConfig(attention_a=[4, 2], search_objective="capacity")
+    with pytest.raises(SystemExit) as exit_info:  # argparse: usage and exit status 2, no traceback
+        parse_flags((KroneckerConfig,), ["--search_objective", "speed"], "t", "")
+    assert exit_info.value.code == 2
+    with pytest.raises(ConfigError, match="unknown argument.* --epoch 3"):
+        parse_flags((TrainConfig,), ["--epoch", "3"], "leanformer finetune", "")
+
+
+def test_a_command_prints_its_result_alone_on_stdout(tmp_path, capfd, monkeypatch):
+    """`T=$(leanformer finetune ...)` gets the teacher directory; settings, progress and training
+    logs go to stderr. Likewise compress (student), export (file) and evaluate (metrics JSON)."""
+    from tiny_models import write_tiny_task
+
+    write_tiny_task(tmp_path, rows=24)
+    task = ["--task", str(tmp_path / "data.csv"), "--text_columns", "text", "--label_column", "label"]
+    steps = ["--max_steps", "2", "--batch_size", "4", "--max_length", "16", "--logging_steps", "1"]
+
+    def stdout_of(argv):
+        capfd.readouterr()
+        assert main(argv) == 0
+        captured = capfd.readouterr()
+        return captured.out, captured.err
+
+    monkeypatch.setenv("LEANFORMER_CACHE", str(tmp_path / "cache"))
+    out, err = stdout_of(["finetune", "--model", str(tmp_path / "teacher"), *task, *steps])
+    teacher = out.strip()
+    assert out == teacher + "\n" and (Path(teacher) / "config.json").is_file() and "loss" in err
+    student = tmp_path / "student"
+    out, err = stdout_of(["compress", "--teacher", teacher, "--method", "quantization", "--output_dir", str(student), *task, *steps])
+    assert out == f"{student}\n" and "leanformer: training" in err
+    out, err = stdout_of(["export", "--model", str(student), "--output", str(tmp_path / "s.onnx")])
+    assert out == f"{tmp_path / 's.onnx'}\n" and "onnxruntime int8" in err
+    out, _ = stdout_of(["evaluate", "--model", str(student), *task])
+    assert 0 <= json.loads(out)["accuracy"] <= 100  # percent
 
 
 @pytest.mark.parametrize("opset", ["9", "13", "21", "30"])

@@ -9,11 +9,12 @@ transformer under any task head); attention and FFN paths are relative to one la
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
-
-from torch import nn
+from typing import TYPE_CHECKING, Iterator
 
 from .errors import ConfigError, UnsupportedModelError
+
+if TYPE_CHECKING:  # torch is imported by what runs, not by the tables and configs
+    from torch import nn
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,16 @@
 """`leanformer` command line: subcommands generated from the same dataclass configs as the Python API.
 
-Every flag and its help text come from a config field (`transformers.HfArgumentParser`), so the
-CLI, the Python API and recipe files never drift apart. Errors a user can fix print one line
-(`leanformer: error: ...`) and exit with status 2, without a traceback.
+Every flag and its help text come from a config field (`config.parse_flags`), so the CLI, the
+Python API and recipe files never drift apart. Errors a user can fix print one line
+(`leanformer: error: ...`) and exit with status 2, without a traceback. This module imports only
+config modules (none imports torch or transformers); each command imports what it runs after its
+flags are parsed, so `--help` and flag errors answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import shlex
@@ -16,8 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .config import ConfigBase
+from .config import ConfigBase, parse_flags
+from .data import TaskConfig
+from .demo import DemoConfig
+from .distill.config import DistillationConfig, GeneralDistillationConfig
 from .errors import ConfigError, LeanformerError
+from .recipe import Recipe, Stage
+from .registry import available_methods, method_by_name, registered_methods
+from .teacher_config import FinetuneConfig, ScratchTranslationConfig
+from .training import TrainConfig
 
 
 @dataclass
@@ -73,34 +83,19 @@ class BenchmarkArgs(ConfigBase):
             raise ConfigError("--teacher is required: the dense model the students are compared with")
 
 
-def _parse(dataclasses: tuple, argv: list[str], prog: str, description: str):
-    from transformers import HfArgumentParser  # here, not at the top: `leanformer --help` stays instant
-
-    parser = HfArgumentParser(dataclasses, prog=prog, description=description)
-    try:
-        return parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
-    except ConfigError:
-        raise
-    except ValueError as err:  # HfArgumentParser reports unknown flags this way
-        raise ConfigError(str(err)) from None
-
-
-def cmd_finetune(argv: list[str]) -> int:
-    from .data import TaskConfig
-    from .teacher import FinetuneConfig, finetune, teacher_metrics
-    from .training import TrainConfig
-    from .translation_teacher import ScratchTranslationConfig
-
-    model_cfg, task_cfg, train_cfg, scratch_cfg, args = _parse(
+def cmd_finetune(argv: list[str]) -> str:
+    model_cfg, task_cfg, train_cfg, scratch_cfg, args = parse_flags(
         (FinetuneConfig, TaskConfig, TrainConfig, ScratchTranslationConfig, FinetuneArgs),
         argv,
         "leanformer finetune",
-        "Fine-tune a packaged encoder into a task teacher, or train a translation teacher from scratch (--model scratch); cached.",
+        "Fine-tune a packaged encoder into a task teacher, or train a translation teacher from scratch (--model scratch); cached. "
+        "Prints the teacher directory.",
     )
+    from .teacher import finetune, teacher_metrics
+
     path = finetune(model_cfg, task_cfg, train_cfg, scratch=scratch_cfg, force=args.force)
-    record = teacher_metrics(path)
-    print(json.dumps({"teacher": str(path), "metrics": record["metrics"]}, indent=2))
-    return 0
+    print(json.dumps({"teacher": str(path), "metrics": teacher_metrics(path)["metrics"]}, indent=2))
+    return str(path)
 
 
 @dataclass
@@ -117,9 +112,6 @@ class GeneralArgs(ConfigBase):
 
 def _method_and_recipe(argv: list[str]):
     """(method, Recipe or None) from --method / --recipe, before the full parse."""
-    from .recipe import Recipe
-    from .registry import available_methods, method_by_name
-
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--method")
     pre.add_argument("--recipe")
@@ -140,10 +132,6 @@ def _typed_fields(argv: list[str], config_class) -> list[str]:
 def _flags_over_recipe(recipe, argv: list[str], train, distillation):
     """Each stage's settings with the flags the user typed on top: defaults < recipe < command line.
     Each stage notes which values came from flags (printed with its settings when it trains)."""
-    from .distill import DistillationConfig
-    from .registry import method_by_name
-    from .training import TrainConfig
-
     typed_train, typed_distillation = _typed_fields(argv, TrainConfig), _typed_fields(argv, DistillationConfig)
     for stage in recipe.stages:
         if stage.train is not None and typed_train:
@@ -155,24 +143,18 @@ def _flags_over_recipe(recipe, argv: list[str], train, distillation):
     return recipe
 
 
-def cmd_compress(argv: list[str]) -> int:
-    from .api import check_output_apart
-    from .distill import DistillationConfig
-    from .recipe import Recipe, Stage
-    from .registry import available_methods
-    from .student import distil_recipe
-    from .data import TaskConfig
-    from .training import TrainConfig
-
+def cmd_compress(argv: list[str]) -> str:
     if "--list" in argv:
-        print("\n".join(available_methods()) or "no compression method is available in this version yet")
-        return 0
+        return "\n".join(available_methods()) or "no compression method is available in this version yet"
     method, recipe = _method_and_recipe(argv)
     classes = (CompressArgs, TaskConfig, TrainConfig, DistillationConfig) + ((method.config_class,) if method and not recipe else ())
-    parsed = _parse(classes, argv, "leanformer compress", "Compress a fine-tuned teacher into a student by distillation.")
+    parsed = parse_flags(classes, argv, "leanformer compress", "Compress a fine-tuned teacher into a student by distillation. Prints the student directory.")
     args, task_cfg, train_cfg, distill_cfg = parsed[:4]
     if recipe is None:
         recipe = Recipe([Stage(method.name, parsed[4])])
+    from .api import check_output_apart
+    from .student import distil_recipe
+
     check_output_apart(args.output_dir, {"teacher": args.teacher, "init encoder": args.init_encoder, "data file": task_cfg.task, "recipe": args.recipe})
     recipe = _flags_over_recipe(recipe, argv, train_cfg, distill_cfg)
     task = task_cfg.load(seed=train_cfg.seed)
@@ -180,8 +162,7 @@ def cmd_compress(argv: list[str]) -> int:
         args.teacher, recipe, task, args.output_dir, train=train_cfg, distillation=None,
         overwrite=args.overwrite, init_encoder=args.init_encoder, resume=args.resume,
     )
-    print(json.dumps({"student": str(path)}, indent=2))
-    return 0
+    return str(path)
 
 
 def _check_new_output(path: str, overwrite: bool) -> None:
@@ -190,34 +171,33 @@ def _check_new_output(path: str, overwrite: bool) -> None:
         raise ConfigError(f"output {path!r} exists: pass --overwrite or choose another path")
 
 
-def cmd_general(argv: list[str]) -> int:
-    from .api import check_output_apart
-    from .distill.general import GeneralDistillationConfig, general_distillation
-    from .training import TrainConfig
-
+def cmd_general(argv: list[str]) -> str:
     method, recipe = _method_and_recipe(argv)
     classes = (GeneralArgs, GeneralDistillationConfig, TrainConfig) + ((method.config_class,) if method and not recipe else ())
-    parsed = _parse(classes, argv, "leanformer general", "General distillation (stage 1): compress the pre-trained encoder and distil it on unlabelled text.")
+    parsed = parse_flags(
+        classes, argv, "leanformer general",
+        "General distillation (stage 1): compress the pre-trained encoder and distil it on unlabelled text. Prints the student directory.",
+    )
     args, general, train_cfg = parsed[:3]
     method_cfg = recipe.config if recipe else parsed[3]
     if recipe:
         general = recipe.stages[0].general or general
         train_cfg = recipe.stages[0].general_train or train_cfg
+    from .api import check_output_apart
+    from .distill.general import general_distillation
+
     check_output_apart(args.output_dir, {"pre-trained model": general.pretrained, "corpus": general.corpus})
     _check_new_output(args.output_dir, args.overwrite)
-    path = general_distillation(general, method_cfg, train_cfg, args.output_dir)
-    print(json.dumps({"general_student": str(path)}, indent=2))
-    return 0
+    return str(general_distillation(general, method_cfg, train_cfg, args.output_dir))
 
 
-def cmd_evaluate(argv: list[str]) -> int:
+def cmd_evaluate(argv: list[str]) -> str:
+    args, task_cfg = parse_flags((EvaluateArgs, TaskConfig), argv, "leanformer evaluate", "Evaluate a saved model on a task split. Prints the metrics (JSON).")
     from .api import load, load_tokenizer
     from .architectures import check_sequence_length, max_sequence_length
     from .evaluation import evaluate_model
     from .student import check_task_fits
-    from .data import TaskConfig
 
-    args, task_cfg = _parse((EvaluateArgs, TaskConfig), argv, "leanformer evaluate", "Evaluate a saved model on a task split.")
     model = load(args.model)
     limit = max_sequence_length(model.config)
     max_length = args.max_length or min(128, limit or 128)
@@ -229,16 +209,16 @@ def cmd_evaluate(argv: list[str]) -> int:
         model, tokenizer, task, args.split, batch_size=args.batch_size, max_length=max_length,
         max_examples=args.max_examples, num_beams=args.num_beams,
     )
-    print(json.dumps(metrics, indent=2))
-    return 0
+    return json.dumps(metrics, indent=2)
 
 
-def cmd_benchmark(argv: list[str]) -> int:
+def cmd_benchmark(argv: list[str]) -> str:
+    args, task_cfg = parse_flags(
+        (BenchmarkArgs, TaskConfig), argv, "leanformer benchmark", "Measure students against their teacher in one run. Prints the table (markdown)."
+    )
     from .benchmark import Candidate, benchmark
     from .measure import markdown_table, write_results
-    from .data import TaskConfig
 
-    args, task_cfg = _parse((BenchmarkArgs, TaskConfig), argv, "leanformer benchmark", "Measure students against their teacher in one run.")
     teacher = Candidate(Path(args.teacher).name, Path(args.teacher))
     students = [Candidate(Path(s).name, Path(s)) for s in args.students or []]
     command = "leanformer benchmark " + shlex.join(argv)
@@ -248,8 +228,7 @@ def cmd_benchmark(argv: list[str]) -> int:
         write_results(rows, args.output_json)
     if args.output_md:
         Path(args.output_md).write_text(table + "\n")
-    print(table)
-    return 0
+    return table
 
 
 # Opsets `export` can write: scaled-dot-product attention exists from 14; torch's TorchScript exporter
@@ -274,22 +253,22 @@ class ExportArgs(ConfigBase):
                               f"(attention needs {EXPORT_OPSETS[0]}; {EXPORT_OPSETS[1]} is the newest torch's exporter writes)")
 
 
-def cmd_export(argv: list[str]) -> int:
-    from .api import check_output_apart, deployed_runtime, export, load
-    from .registry import registered_methods
-
+def cmd_export(argv: list[str]) -> str:
     # each method's export options are flags too (e.g. quantization's --int8_kernels)
     option_classes = tuple(m.export_options for m in registered_methods() if m.export_options)
-    args, *options = _parse(
+    args, *options = parse_flags(
         (ExportArgs, *option_classes), argv, "leanformer export",
-        "Export a saved model to ONNX: factored layers stay factored, quantized models become int8, encoder-decoders get a cached decoder step.",
+        "Export a saved model to ONNX: factored layers stay factored, quantized models become int8, encoder-decoders get a cached decoder step. "
+        "Prints the path written.",
     )
+    from .api import check_output_apart, deployed_runtime, export, load
+
     check_output_apart(args.output, {"model": args.model}, inside_allowed=True)
     _check_new_output(args.output, args.overwrite)
     model = load(args.model)
     path = export(model, args.output, opset=args.opset, options=options)
-    print(json.dumps({"onnx": str(path), "runtime": deployed_runtime(model) or "onnxruntime"}, indent=2))
-    return 0
+    print(f"leanformer: wrote {path}; it runs on {deployed_runtime(model) or 'onnxruntime'}")
+    return str(path)
 
 
 @dataclass
@@ -302,20 +281,23 @@ class ReportArgs(ConfigBase):
             raise ConfigError("--runs is required: one or more run directories (e.g. runs/demo) or results .json files")
 
 
-def cmd_report(argv: list[str]) -> int:
+def cmd_report(argv: list[str]) -> str:
+    (args,) = parse_flags(
+        (ReportArgs,), argv, "leanformer report",
+        "Write report.md and plots (accuracy vs latency/size, structure, curves, ranges). Prints the path of report.md.",
+    )
     from .report import write_report
 
-    (args,) = _parse((ReportArgs,), argv, "leanformer report", "Write report.md and plots (accuracy vs latency/size, structure, curves, ranges).")
-    print(json.dumps({"report": str(write_report(args.runs, args.output_dir))}, indent=2))
-    return 0
+    return str(write_report(args.runs, args.output_dir))
 
 
-def cmd_demo(argv: list[str]) -> int:
-    from .demo import DemoConfig, run_demo
+def cmd_demo(argv: list[str]) -> str:
+    (cfg,) = parse_flags(
+        (DemoConfig,), argv, "leanformer demo", "Fine-tune MiniLM on SST-2, compress it with every method; prints the results table."
+    )
+    from .demo import run_demo
 
-    (cfg,) = _parse((DemoConfig,), argv, "leanformer demo", "Fine-tune MiniLM on SST-2, compress it with every method, print the table.")
-    run_demo(cfg)
-    return 0
+    return run_demo(cfg)
 
 
 COMMANDS = {
@@ -337,6 +319,9 @@ def _usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. Its result (a path; evaluate's metrics; benchmark's and demo's table) is all it
+    writes to stdout, last, so `X=$(leanformer finetune ...)` captures exactly it; everything said
+    along the way (settings, progress, training logs) goes to stderr."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
@@ -345,14 +330,20 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"leanformer: error: unknown command {name!r}\n{_usage()}", file=sys.stderr)
         return 2
+    command = COMMANDS[name][0]
     try:
-        return COMMANDS[name][0](rest)
+        asked_help = bool({"-h", "--help"} & set(rest))  # then the help is the result, on stdout
+        with contextlib.redirect_stdout(sys.stdout if asked_help else sys.stderr):
+            result = command(rest)
     except LeanformerError as err:
         print(f"leanformer: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("leanformer: interrupted; checkpoints written so far are kept", file=sys.stderr)
         return 130
+    if result:
+        print(result, flush=True)
+    return 0
 
 
 if __name__ == "__main__":

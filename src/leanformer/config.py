@@ -3,12 +3,14 @@
 Every config in leanformer (method configs, distillation and training settings) is a dataclass
 deriving from `ConfigBase`. Unknown keys and wrong types are `ConfigError`s that name the key and
 what is allowed, so a typo in a recipe is one clear line rather than a stack trace later on.
-The CLI is generated from the same dataclasses (`transformers.HfArgumentParser`): field
-`metadata={"help": ...}` is the documentation of each flag.
+The CLI is generated from the same dataclasses (`parse_flags`): field `metadata={"help": ...}` is
+the documentation of each flag. (Not `transformers.HfArgumentParser`: importing transformers costs
+about a second, and `leanformer COMMAND --help` must answer at once.)
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -167,3 +169,54 @@ def _is_path(value: str | Path) -> bool:
     if isinstance(value, Path):
         return True
     return "\n" not in value and value.endswith((".yaml", ".yml", ".json"))
+
+
+# -- command-line flags from config dataclasses -------------------------------------------------
+
+_TRUE, _FALSE = ("true", "yes", "y", "t", "1"), ("false", "no", "n", "f", "0")
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in _TRUE + _FALSE:
+        return text.lower() in _TRUE
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _add_flags(parser: argparse.ArgumentParser, cls: type[ConfigBase]) -> None:
+    """One flag per field: `--name VALUE`; booleans also as bare `--name` (true) and `--no_name`
+    (false); a Literal offers its choices; a list takes one or more values."""
+    hints = typing.get_type_hints(cls)
+    group = parser.add_argument_group(cls.__name__)
+    for f in dataclasses.fields(cls):
+        tp, kwargs = hints[f.name], {"help": f.metadata.get("help"), "dest": f.name}
+        kwargs["default"] = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if get_origin(tp) in (Union, types.UnionType):  # `X | None`: the flag gives an X
+            tp = next(a for a in get_args(tp) if a is not type(None))
+        if get_origin(tp) in (list, tuple):
+            tp = get_args(tp)[0] if get_args(tp) else str
+            kwargs["nargs"] = "+"
+        if get_origin(tp) is Literal:
+            kwargs["choices"] = list(get_args(tp))
+            tp = type(kwargs["choices"][0])
+        if tp is bool:
+            group.add_argument(f"--{f.name}", type=_boolean, nargs="?", const=True, metavar="true|false", **kwargs)
+            if kwargs["default"] is True:
+                group.add_argument(f"--no_{f.name}", action="store_false", dest=f.name, help=f"Set {f.name} to false.")
+        else:
+            group.add_argument(f"--{f.name}", type=tp, **({} if "choices" in kwargs else {"metavar": f.name.upper()}), **kwargs)
+
+
+def parse_flags(classes: tuple[type[ConfigBase], ...], argv: list[str], prog: str, description: str) -> tuple:
+    """An instance of each config class from command-line flags (argparse errors exit 2 with usage,
+    as argparse does); an unknown flag is a `ConfigError` naming it."""
+    # no abbreviations: `--epoch 1` must not quietly mean --epochs (and flags typed are matched by
+    # their exact names when they override a recipe)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False
+    )
+    for cls in classes:
+        _add_flags(parser, cls)
+    namespace, unknown = parser.parse_known_args(argv)
+    if unknown:
+        raise ConfigError(f"unknown argument(s) {' '.join(unknown)}; `{prog} --help` lists the flags")
+    return tuple(cls(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls) if f.init}) for cls in classes)

@@ -11,15 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .benchmark import Candidate, benchmark
 from .config import ConfigBase
-from .measure import markdown_table, write_results
-from .registry import registered_methods
-from .report import write_report
-from .student import distil_student
-from .data import TaskConfig
-from .teacher import FinetuneConfig, finetune, teacher_metrics
-from .training import TrainConfig
 
 
 @dataclass
@@ -41,6 +33,16 @@ class DemoConfig(ConfigBase):
 
 
 def run_demo(cfg: DemoConfig) -> str:
+    # here, not at the top: `DemoConfig` (and `leanformer demo --help`) stays import-light
+    from .benchmark import Candidate, benchmark
+    from .data import TaskConfig
+    from .measure import markdown_table, write_results
+    from .registry import registered_methods
+    from .report import write_report
+    from .student import distil_student
+    from .teacher import FinetuneConfig, finetune, teacher_metrics
+    from .training import TrainConfig
+
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     train = TrainConfig(
@@ -85,6 +87,5 @@ def run_demo(cfg: DemoConfig) -> str:
     table = markdown_table(rows, title=f"leanformer demo: {cfg.model} on {cfg.task}")
     (out / "results.md").write_text(table + "\n")
     report = write_report([out], out / "report")
-    print(table)
-    print(f"\nteacher: {teacher_path}\nresults: {out / 'results.json'}, {out / 'results.md'}\nreport: {report}")
-    return table
+    print(f"teacher: {teacher_path}\nresults: {out / 'results.json'}, {out / 'results.md'}\nreport: {report}\n")
+    return table  # `leanformer demo` prints it last

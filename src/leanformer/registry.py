@@ -18,13 +18,14 @@ import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar, Iterable
-
-from torch import nn
+from typing import TYPE_CHECKING, Callable, ClassVar, Iterable
 
 from .architectures import ArchitectureSpec
 from .config import ConfigBase
 from .errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported by what runs, not by the tables and configs
+    from torch import nn
 
 # What a stage built, for `load` to rebuild it without deciding anything again (resolved shapes,
 # kept heads): JSON-serialisable, saved in config.json under the stage.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import transformers
@@ -19,29 +18,19 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .api import check_weights, load_tokenizer, output_lock, save
 from .architectures import check_sequence_length
-from .config import ConfigBase
 from .data import TaskConfig, tokenize_dataset
 from .errors import ConfigError
 from .evaluation import evaluate_model
 from .model_card import model_card
 from .pretrained import resolve_model
 from .paths import cache_dir
+from .teacher_config import SCRATCH, FinetuneConfig, ScratchTranslationConfig
 from .training import TrainConfig
-from .translation_teacher import ScratchTranslationConfig, model_and_tokenizer
+from .translation_teacher import model_and_tokenizer
 
 METRICS_FILE = "leanformer_metrics.json"
 _TEACHER_FORMAT = 1  # bump when the teacher recipe changes in a way the key does not see
 
-
-SCRATCH = "scratch"
-
-
-@dataclass
-class FinetuneConfig(ConfigBase):
-    model: str = field(
-        default="minilm",
-        metadata={"help": "Packaged encoder ('minilm', 'mpnet'), a local model directory, or 'scratch' (translation: train a Marian model from nothing)."},
-    )
 
 
 def model_class_for(kind: str):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from transformers import TrainingArguments
+from typing import TYPE_CHECKING
 
 from .config import ConfigBase
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import TrainingArguments
 
 
 @dataclass
@@ -48,6 +50,8 @@ class TrainConfig(ConfigBase):
         return self.max_steps > 0 or self.epochs > 0
 
     def training_arguments(self, output_dir: str, **overrides) -> TrainingArguments:
+        from transformers import TrainingArguments  # here: this module is import-light for the CLI
+
         kwargs = dict(
             output_dir=str(output_dir),
             num_train_epochs=self.epochs,

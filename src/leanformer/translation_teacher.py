@@ -12,39 +12,16 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import sentencepiece as spm
 import transformers
 from transformers import MarianConfig, MarianMTModel, MarianTokenizer
 
-from .config import ConfigBase
 from .errors import ConfigError
+from .teacher_config import ScratchTranslationConfig
 
 UNK, EOS, PAD = "<unk>", "</s>", "<pad>"
-
-
-@dataclass
-class ScratchTranslationConfig(ConfigBase):
-    """Size of a Marian translation model trained from scratch (default: 7.7M parameters with an 8000-piece vocabulary)."""
-
-    vocab_size: int = field(default=8000, metadata={"help": "Joint SentencePiece vocabulary size (source + target)."})
-    d_model: int = field(default=256, metadata={"help": "Hidden size."})
-    encoder_layers: int = field(default=3, metadata={"help": "Encoder layers."})
-    decoder_layers: int = field(default=3, metadata={"help": "Decoder layers."})
-    attention_heads: int = field(default=4, metadata={"help": "Attention heads (encoder and decoder)."})
-    ffn_dim: int = field(default=1024, metadata={"help": "Feed-forward width."})
-    dropout: float = field(default=0.1, metadata={"help": "Dropout on residual branches."})
-    label_smoothing: float = field(default=0.1, metadata={"help": "Label smoothing of the cross-entropy."})
-
-    def validate(self) -> None:
-        if self.d_model % self.attention_heads:
-            raise ConfigError(f"d_model ({self.d_model}) must be divisible by attention_heads ({self.attention_heads})")
-        if self.vocab_size < 8:
-            raise ConfigError(f"vocab_size must be >= 8 (3 special pieces plus text), got {self.vocab_size}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
 
 def train_tokenizer(sources: list[str], targets: list[str], vocab_size: int, directory: Path, *, seed: int = 0) -> MarianTokenizer:

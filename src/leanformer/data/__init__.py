@@ -4,9 +4,12 @@
 turns its rows into model features. Sources, licenses and split sizes: `data/README.md`.
 """
 
-from .preprocess import postprocess_qa_predictions, tokenize_dataset
-from .spec import KINDS, SPLITS, TaskData, TaskSpec
-from .task_config import TaskConfig
-from .tasks import list_tasks, load_task
+from ..lazy import lazy_exports
 
-__all__ = ["TaskConfig", "TaskSpec", "TaskData", "KINDS", "SPLITS", "load_task", "list_tasks", "tokenize_dataset", "postprocess_qa_predictions"]
+# `TaskConfig` is import-light (the CLI builds flags from it); loading data needs `datasets`
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".task_config": ("TaskConfig",),
+    ".spec": ("TaskSpec", "TaskData", "KINDS", "SPLITS"),
+    ".tasks": ("load_task", "list_tasks"),
+    ".preprocess": ("tokenize_dataset", "postprocess_qa_predictions"),
+})

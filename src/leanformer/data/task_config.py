@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from typing import TYPE_CHECKING
+
 from ..config import ConfigBase
-from .spec import TaskData
-from .tasks import load_task
+
+if TYPE_CHECKING:
+    from .spec import TaskData
 
 
 @dataclass
@@ -20,6 +23,8 @@ class TaskConfig(ConfigBase):
     kind: str | None = field(default=None, metadata={"help": "Local files: classification, regression, qa or translation."})
 
     def load(self, seed: int = 0) -> TaskData:
+        from .tasks import load_task  # needs `datasets`: this module stays import-light for the CLI
+
         return load_task(
             self.task,
             max_train_samples=self.max_train_samples,

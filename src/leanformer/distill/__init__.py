@@ -1,21 +1,11 @@
 """Knowledge distillation from a frozen teacher: the training every compression method uses."""
 
-from .capture import ActivationCapture, CaptureTarget, attention_scores
-from .config import DistillationConfig
-from .losses import IntermediatePair, default_intermediate_pairs, layer_pairs, logit_loss, masked_mse
-from .trainer import DistillationTrainer, check_compatible, run_distillation
+from ..lazy import lazy_exports
 
-__all__ = [
-    "ActivationCapture",
-    "CaptureTarget",
-    "attention_scores",
-    "DistillationConfig",
-    "IntermediatePair",
-    "default_intermediate_pairs",
-    "layer_pairs",
-    "logit_loss",
-    "masked_mse",
-    "DistillationTrainer",
-    "check_compatible",
-    "run_distillation",
-]
+# `.config` is import-light (the CLI builds flags from it); the rest needs torch, imported on first use
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".capture": ("ActivationCapture", "CaptureTarget", "attention_scores"),
+    ".config": ("DistillationConfig",),
+    ".losses": ("IntermediatePair", "default_intermediate_pairs", "layer_pairs", "logit_loss", "masked_mse"),
+    ".trainer": ("DistillationTrainer", "check_compatible", "run_distillation"),
+})

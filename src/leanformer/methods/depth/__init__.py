@@ -2,9 +2,11 @@
 initialised from them, and learns from the teacher layers they came from by distillation."""
 
 from ...distill.config import DistillationConfig
+from ...lazy import lazy_exports
 from ...registry import Method, register_method
 from .config import DepthConfig
-from .model import apply_depth, check_rebuilt, chosen_layers, keep_layers
+
+# `.model` needs torch: imported by the hooks that run, so that the config (and `--help`) stays light
 
 
 class DepthMethod(Method):
@@ -14,9 +16,13 @@ class DepthMethod(Method):
     config_class = DepthConfig
 
     def apply(self, model, config):
+        from .model import apply_depth
+
         return apply_depth(model, config)
 
     def rebuild(self, model, config, structure):
+        from .model import check_rebuilt
+
         return check_rebuilt(model, structure)
 
     def default_distillation(self):
@@ -33,4 +39,5 @@ class DepthMethod(Method):
 
 register_method(DepthMethod())
 
-__all__ = ["DepthConfig", "DepthMethod", "apply_depth", "keep_layers", "chosen_layers"]
+__getattr__, __dir__, _lazy = lazy_exports(__name__, {".model": ("apply_depth", "keep_layers", "chosen_layers")})
+__all__ = ["DepthConfig", "DepthMethod", *_lazy]

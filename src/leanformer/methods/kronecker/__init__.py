@@ -2,11 +2,12 @@
 initialised by the nearest Kronecker product and trained by intermediate-layer distillation."""
 
 from ...distill.config import DistillationConfig
+from ...lazy import lazy_exports
 from ...registry import Method, register_method
 from .config import KroneckerConfig
-from .layers import KroneckerEmbedding, KroneckerLinear
-from .model import apply_kronecker, built_shapes, rebuild_kronecker, resolved_shapes
-from .nearest import nearest_kronecker_product
+
+# the layers and the search need torch: imported by the hooks that run, so that the config (and
+# `--help`) stays light
 
 
 def kronecker_distillation() -> DistillationConfig:
@@ -24,10 +25,14 @@ class KroneckerMethod(Method):
     demo_train = {"learning_rate": 5e-4}
 
     def apply(self, model, config):
+        from .model import apply_kronecker, built_shapes
+
         shapes = built_shapes(model, config)  # searched once, here, and saved: `load` never searches
         return apply_kronecker(model, config, shapes=shapes), shapes
 
     def rebuild(self, model, config, structure):
+        from .model import rebuild_kronecker
+
         return rebuild_kronecker(model, config, structure)
 
     def default_distillation(self):
@@ -43,4 +48,9 @@ class KroneckerMethod(Method):
 
 register_method(KroneckerMethod())
 
-__all__ = ["KroneckerConfig", "KroneckerLinear", "KroneckerEmbedding", "apply_kronecker", "rebuild_kronecker", "resolved_shapes", "built_shapes", "KroneckerMethod", "nearest_kronecker_product", "kronecker_distillation"]
+__getattr__, __dir__, _lazy = lazy_exports(__name__, {
+    ".layers": ("KroneckerEmbedding", "KroneckerLinear"),
+    ".model": ("apply_kronecker", "built_shapes", "rebuild_kronecker", "resolved_shapes"),
+    ".nearest": ("nearest_kronecker_product",),
+})
+__all__ = ["KroneckerConfig", "KroneckerMethod", "kronecker_distillation", *_lazy]

@@ -1,15 +1,13 @@
 """Block movement pruning (Block Pruning For Faster Transformers): masked blocks, heads and FFN dims
 learned during distillation, then physically removed into a smaller dense model."""
 
+from ...lazy import lazy_exports
 from ...registry import Method, ReportFigure, register_method
 from ...training import TrainConfig
 from .config import BlockPruningConfig
-from .figures import structure_figure
-from .layers import MaskedLinear, PruningState, expand_blocks, find_state, score_regularization
-from .model import apply_pruning, pruning_training_extras, rebuild_pruning, unsupported_reason
-from .removal import apply_structure, bake_masks, fill_zeros, finalize_pruning, remove_pruned_structure, surviving_ffn_dims, surviving_heads
-from .summary import pruning_report
-from .schedule import PruningScheduleCallback, cubic_threshold_schedule, finish_state, regularization_lambda, update_state
+
+# masks, removal and schedule need torch: imported by the hooks that run, so that the config (and
+# `--help`) stays light
 
 
 def demo_pruning_config() -> BlockPruningConfig:
@@ -26,18 +24,28 @@ class BlockPruningMethod(Method):
     plotted_log_values = ("threshold", "mask_density")
 
     def unsupported(self, spec):
+        from .model import unsupported_reason
+
         return unsupported_reason(spec)
 
     def apply(self, model, config):
+        from .model import apply_pruning
+
         return apply_pruning(model, config), None  # what is kept is decided in training: see finalize
 
     def rebuild(self, model, config, structure):
+        from .model import rebuild_pruning
+
         return rebuild_pruning(model, config, structure)
 
     def training_extras(self, model, config):
+        from .model import pruning_training_extras
+
         return pruning_training_extras(model, config)
 
     def finalize(self, model, config):
+        from .removal import finalize_pruning
+
         return finalize_pruning(model, config)
 
     def refine_train(self, config, train):
@@ -47,6 +55,8 @@ class BlockPruningMethod(Method):
         return TrainConfig(**{**train.to_dict(), "epochs": float(config.refine_epochs), "max_steps": -1})
 
     def report_figures(self, students):
+        from .figures import structure_figure
+
         return [ReportFigure("structure.png", "What pruning kept, per layer", structure_figure(students))]
 
     def tiny_config(self, spec):
@@ -58,10 +68,12 @@ class BlockPruningMethod(Method):
 
 register_method(BlockPruningMethod())
 
-__all__ = [
-    "BlockPruningConfig", "MaskedLinear", "PruningState", "PruningScheduleCallback",
-    "apply_pruning", "rebuild_pruning", "pruning_training_extras", "finalize_pruning", "apply_structure",
-    "bake_masks", "remove_pruned_structure", "fill_zeros", "surviving_heads", "surviving_ffn_dims",
-    "cubic_threshold_schedule", "regularization_lambda", "update_state", "finish_state",
-    "expand_blocks", "find_state", "score_regularization", "pruning_report", "demo_pruning_config", "BlockPruningMethod", "structure_figure",
-]
+__getattr__, __dir__, _lazy = lazy_exports(__name__, {
+    ".layers": ("MaskedLinear", "PruningState", "expand_blocks", "find_state", "score_regularization"),
+    ".model": ("apply_pruning", "pruning_training_extras", "rebuild_pruning"),
+    ".removal": ("apply_structure", "bake_masks", "fill_zeros", "finalize_pruning", "remove_pruned_structure", "surviving_ffn_dims", "surviving_heads"),
+    ".summary": ("pruning_report",),
+    ".schedule": ("PruningScheduleCallback", "cubic_threshold_schedule", "finish_state", "regularization_lambda", "update_state"),
+    ".figures": ("structure_figure",),
+})
+__all__ = ["BlockPruningConfig", "BlockPruningMethod", "demo_pruning_config", *_lazy]

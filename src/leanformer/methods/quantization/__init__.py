@@ -5,24 +5,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ...config import ConfigBase
+from ...lazy import lazy_exports
 from ...registry import Method, ReportFigure, register_method
-from .attention import quantized_attention
 from .config import SUPPORTED_BITS, QuantizationConfig
-from .int8_export import export_int8_onnx, export_int8_seq2seq, fold_weight_quantization, fold_weight_views, frozen_for_export
-from .figures import activation_ranges, ranges_figure
-from .layers import QuantizedEmbedding, QuantizedLinear
-from .model import (
-    QuantizationStartCallback,
-    activation_quantizers,
-    apply_quantization,
-    calibrate,
-    calibrate_before_training,
-    is_quantized,
-    quantization_training_extras,
-    rebuild_quantization,
-    set_quantization_enabled,
-)
-from .quantizers import ActivationQuantizer, WeightQuantizer, grid, scale_and_zero_point
+
+# fake quantization and the int8 exporter need torch and onnx: imported by the hooks that run, so
+# that the configs (and `--help`) stay light
 
 
 @dataclass
@@ -54,23 +42,35 @@ class QuantizationMethod(Method):
     demo_stacks_on_others = True  # int8 deploys last: the demo quantizes every other method's student too
 
     def apply(self, model, config):
+        from .model import apply_quantization
+
         return apply_quantization(model, config), None  # ranges and weights are in the saved state
 
     def rebuild(self, model, config, structure):
+        from .model import rebuild_quantization
+
         return rebuild_quantization(model, config, structure)
 
     def calibrate(self, model, config, batches):
+        from .model import calibrate_before_training
+
         calibrate_before_training(model, config, batches)
 
     def training_extras(self, model, config):
+        from .model import quantization_training_extras
+
         return quantization_training_extras(model, config)
 
     def export_onnx(self, model, output, *, seq2seq, opset, options):
+        from .int8_export import export_int8_onnx, export_int8_seq2seq
+
         options = options or Int8ExportOptions()
         export = export_int8_seq2seq if seq2seq else export_int8_onnx
         return export(model, output, optimize=not options.portable, kernels=options.int8_kernels)
 
     def report_figures(self, students):
+        from .figures import ranges_figure
+
         return [ReportFigure("activation_ranges.png", "Activation ranges of the quantized students", ranges_figure(students))]
 
     def tiny_config(self, spec):
@@ -83,9 +83,15 @@ class QuantizationMethod(Method):
 
 register_method(QuantizationMethod())
 
-__all__ = [
-    "QuantizationConfig", "SUPPORTED_BITS", "QuantizedLinear", "QuantizedEmbedding", "ActivationQuantizer", "WeightQuantizer",
-    "apply_quantization", "rebuild_quantization", "calibrate", "activation_quantizers", "set_quantization_enabled",
-    "quantization_training_extras", "QuantizationStartCallback", "quantized_attention", "grid", "scale_and_zero_point",
-"is_quantized", "QuantizationMethod", "Int8ExportOptions", "activation_ranges", "ranges_figure", "export_int8_onnx", "export_int8_seq2seq", "fold_weight_quantization", "fold_weight_views", "frozen_for_export",
-]
+__getattr__, __dir__, _lazy = lazy_exports(__name__, {
+    ".attention": ("quantized_attention",),
+    ".int8_export": ("export_int8_onnx", "export_int8_seq2seq", "fold_weight_quantization", "fold_weight_views", "frozen_for_export"),
+    ".figures": ("activation_ranges", "ranges_figure"),
+    ".layers": ("QuantizedEmbedding", "QuantizedLinear"),
+    ".model": (
+        "QuantizationStartCallback", "activation_quantizers", "apply_quantization", "calibrate", "calibrate_before_training",
+        "is_quantized", "quantization_training_extras", "rebuild_quantization", "set_quantization_enabled",
+    ),
+    ".quantizers": ("ActivationQuantizer", "WeightQuantizer", "grid", "scale_and_zero_point"),
+})
+__all__ = ["QuantizationConfig", "SUPPORTED_BITS", "QuantizationMethod", "Int8ExportOptions", *_lazy]
