@@ -187,6 +187,7 @@ BAD_INPUTS = [
     ("existing output directory", lambda d: [*_compress(d)[:-2], "--output_dir", str(_existing(d))], "exists: pass --overwrite"),
     ("truncated safetensors file", lambda d: ["evaluate", "--model", str(_corrupt(d)), "--task", str(d / "data.csv")], "safetensors"),
     ("a directory that is not a model", lambda d: ["evaluate", "--model", str(d), "--task", str(d / "data.csv")], "not a saved model"),
+    ("a flag that does not exist, or is abbreviated", lambda d: _compress(d, "--epoch", "1"), r"unknown argument\(s\) --epoch 1; `leanformer compress --help`"),
 ]
 
 
