@@ -214,8 +214,13 @@ def test_a_command_prints_its_result_alone_on_stdout(tmp_path, capfd, monkeypatc
     teacher = out.strip()
     assert out == teacher + "\n" and (Path(teacher) / "config.json").is_file() and "loss" in err
     student = tmp_path / "student"
-    out, err = stdout_of(["compress", "--teacher", teacher, "--method", "quantization", "--output_dir", str(student), *task, *steps])
+    # the user's own test file (run_glue's flags): used as the test split, printed and recorded
+    (tmp_path / "test.csv").write_text("text,label\n" + "".join(f"held out {i},{['neg', 'pos'][i % 2]}\n" for i in range(6)))
+    split_files = ["--train_file", str(tmp_path / "data.csv"), "--test_file", str(tmp_path / "test.csv"), *task[2:]]
+    out, err = stdout_of(["compress", "--teacher", teacher, "--method", "quantization", "--output_dir", str(student), *split_files, *steps])
     assert out == f"{student}\n" and "leanformer: training" in err
+    splits = json.loads((student / "leanformer_metrics.json").read_text())["splits"]
+    assert splits.startswith("train 22 / validation 2 / test 6 rows: files train ") and splits in err
     out, err = stdout_of(["export", "--model", str(student), "--output", str(tmp_path / "s.onnx")])
     assert out == f"{tmp_path / 's.onnx'}\n" and "onnxruntime int8" in err
     out, _ = stdout_of(["evaluate", "--model", str(student), *task])

@@ -332,3 +332,100 @@ def test_structured_labels_are_refused_with_the_row(tmp_path, label, suffix):
     frame.to_json(path, orient="records", lines=True) if suffix == ".jsonl" else frame.to_parquet(path)
     with pytest.raises(DataError, match=r"the 'label' of row 1 is .*, a list or mapping: give one class name or number per row"):
         load_task(str(path), text_columns=["text"], label_column="label")
+
+
+# -- the user's own splits: three files, a split column, or one file split 80/10/10 ------------
+
+def _split_of(task, text):
+    return next(s for s in ("train", "validation", "test") if text in task.splits[s]["sentence1"])
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+@pytest.mark.parametrize("given", [("validation", "test"), ("test",), ("validation",)])
+def test_split_files_are_the_splits_and_a_missing_one_is_carved_from_train(tmp_path, suffix, given):
+    import pandas as pd
+
+    def write(name, start, n):
+        frame = pd.DataFrame({"text": [f"{name} row {i}" for i in range(start, start + n)], "label": [["neg", "pos"][i % 2] for i in range(n)]})
+        path = tmp_path / f"{name}{suffix}"
+        frame.to_parquet(path) if suffix == ".parquet" else path.write_text(
+            frame.to_csv(index=False) if suffix == ".csv" else frame.to_json(orient="records", lines=True))
+        return str(path)
+
+    files = {"validation_file": write("validation", 0, 7), "test_file": write("test", 0, 9)}
+    task = load_task(write("train", 0, 40), **{f"{s}_file": files[f"{s}_file"] for s in given})
+    for split in given:  # a given file is that split, all of it, nothing else
+        assert sorted(task.splits[split]["sentence1"]) == sorted(f"{split} row {i}" for i in range(7 if split == "validation" else 9))
+    missing = [s for s in ("validation", "test") if s not in given]
+    for split in missing:  # carved from train: 10% of 40 rows
+        assert len(task.splits[split]) == 4 and all(t.startswith("train row") for t in task.splits[split]["sentence1"])
+    assert len(task.splits["train"]) == 40 - 4 * len(missing)
+    assert task.spec.label_names == ("neg", "pos")
+    assert "files train" in task.splits_from and all(f"{s} '" in task.splits_from for s in given)
+    assert all(f"{s}: 10% of train" in task.splits_from for s in missing)
+
+
+@pytest.mark.parametrize("column, values", [
+    ("split", ["train", "validation", "test"]),
+    ("split", ["TRAIN", "dev", "Test"]),
+    ("fold", ["training", "val", "testing"]),
+    ("split", ["train", "valid", "test"]),
+])
+def test_a_split_column_says_each_rows_split(tmp_path, column, values):
+    rows = [f"row {i},{['a', 'b'][i % 2]},{values[0] if i < 20 else values[1] if i < 25 else values[2]}" for i in range(30)]
+    path = _write(tmp_path / "data.csv", f"text,label,{column}\n" + "\n".join(rows) + "\n")
+    task = load_task(path, split_column=None if column == "split" else column)
+    assert [len(task.splits[s]) for s in ("train", "validation", "test")] == [20, 5, 5]
+    assert _split_of(task, "row 3") == "train" and _split_of(task, "row 22") == "validation" and _split_of(task, "row 27") == "test"
+    assert task.splits_from == f"the {column!r} column of {path!r}" and task.splits["train"].column_names == ["sentence1", "label"]
+    assert "train 20 / validation 5 / test 5 rows: " in task.split_summary()
+
+
+def test_a_split_column_without_test_rows_carves_them_from_train(tmp_path):
+    rows = [f"row {i},{['a', 'b'][i % 2]},{'train' if i < 40 else 'validation'}" for i in range(50)]
+    task = load_task(_write(tmp_path / "data.csv", "text,label,split\n" + "\n".join(rows)))
+    assert [len(task.splits[s]) for s in ("train", "validation", "test")] == [36, 10, 4]
+    assert "test: 10% of train" in task.splits_from
+
+
+def test_one_file_without_a_split_column_is_split_80_10_10_and_says_so(tmp_path):
+    task = load_task(_write(tmp_path / "data.csv", "text,label\n" + _rows(40)))
+    assert [len(task.splits[s]) for s in ("train", "validation", "test")] == [32, 4, 4]
+    assert task.splits_from.startswith("80/10/10 of the rows of")
+
+
+@pytest.mark.parametrize("values, message", [
+    (["train", "holdout", "test"], r"split column 'split' has values \['holdout'\]"),
+    (["test", "validation", "test"], "marks no row as train"),
+    (["train", "", "test"], r"has values \['\(empty\)'\]"),
+])
+def test_bad_split_columns_are_one_clear_error(tmp_path, values, message):
+    rows = [f"row {i},{['a', 'b'][i % 2]},{values[i % 3]}" for i in range(30)]
+    with pytest.raises(DataError, match=message):
+        load_task(_write(tmp_path / "data.csv", "text,label,split\n" + "\n".join(rows)))
+
+
+def test_split_files_that_disagree_are_one_clear_error(tmp_path):
+    train = _write(tmp_path / "train.csv", "text,label\n" + _rows(20))
+    with pytest.raises(DataError, match="has the columns review, label but the train file .* has text, label"):
+        load_task(train, test_file=_write(tmp_path / "test.csv", "review,label\n" + _rows(5)))
+    with pytest.raises(DataError, match="--split_column splits one file"):
+        load_task(train, test_file=_write(tmp_path / "t2.csv", "text,label\n" + _rows(5)), split_column="split")
+    with pytest.raises(DataError, match="only apply to local files"):
+        load_task("glue/wnli", test_file=train)
+    with pytest.raises(DataError, match="has no column 'fold'"):
+        load_task(train, split_column="fold")
+
+
+def test_task_config_takes_the_train_file_flag_and_refuses_two_data_names(tmp_path):
+    from leanformer.data import TaskConfig
+    from leanformer.errors import ConfigError
+
+    train = _write(tmp_path / "train.csv", "text,label\n" + _rows(20))
+    test = _write(tmp_path / "test.csv", "text,label\n" + _rows(6))
+    task = TaskConfig(train_file=train, test_file=test).load()
+    assert len(task.splits["test"]) == 6 and TaskConfig(task=train, test_file=test).load().splits_from == task.splits_from
+    with pytest.raises(ConfigError, match="both name the data"):
+        TaskConfig(task="glue/mrpc", train_file=train)
+    with pytest.raises(ConfigError, match="need the train file"):
+        TaskConfig(test_file=test)

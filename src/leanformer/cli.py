@@ -155,7 +155,10 @@ def cmd_compress(argv: list[str]) -> str:
     from .api import check_output_apart
     from .student import distil_recipe
 
-    check_output_apart(args.output_dir, {"teacher": args.teacher, "init encoder": args.init_encoder, "data file": task_cfg.task, "recipe": args.recipe})
+    check_output_apart(args.output_dir, {
+        "teacher": args.teacher, "init encoder": args.init_encoder, "data file": task_cfg.data, "validation file": task_cfg.validation_file,
+        "test file": task_cfg.test_file, "recipe": args.recipe,
+    })
     recipe = _flags_over_recipe(recipe, argv, train_cfg, distill_cfg)
     task = task_cfg.load(seed=train_cfg.seed)
     path = distil_recipe(

@@ -188,7 +188,8 @@ def _add_flags(parser: argparse.ArgumentParser, cls: type[ConfigBase]) -> None:
     hints = typing.get_type_hints(cls)
     group = parser.add_argument_group(cls.__name__)
     for f in dataclasses.fields(cls):
-        tp, kwargs = hints[f.name], {"help": f.metadata.get("help"), "dest": f.name}
+        help = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
+        tp, kwargs = hints[f.name], {"help": help, "dest": f.name}
         kwargs["default"] = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if get_origin(tp) in (Union, types.UnionType):  # `X | None`: the flag gives an X
             tp = next(a for a in get_args(tp) if a is not type(None))

@@ -96,6 +96,7 @@ def distil_student(
         method.calibrate(student, method_config, iter(loader))  # batches are collated only if the method asks for them
         log_history = []  # every training log line, kept with the student (the report plots it)
         shown = ", ".join(f"{k} {getattr(train, k)}" for k in ("epochs", "max_steps", "batch_size", "max_length", "learning_rate"))
+        print(f"leanformer: data {task.spec.name!r}: {task.split_summary()}", file=sys.stderr, flush=True)
         print(f"leanformer: training {str(output_dir)!r} ({method.name}): {shown}"
               + (f" (from flags: {', '.join(from_flags)})" if from_flags else ""), file=sys.stderr, flush=True)
         if train.trains:
@@ -121,6 +122,7 @@ def distil_student(
         record = {
             "teacher": str(teacher_path),
             "task": task.spec.name,
+            "splits": task.split_summary(),
             "metric_name": task.spec.primary_metric,
             "metrics": metrics,
             "train_seconds": round(seconds, 1),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from .translation_teacher import model_and_tokenizer
 
 METRICS_FILE = "leanformer_metrics.json"
 _TEACHER_FORMAT = 1  # bump when the teacher recipe changes in a way the key does not see
+_SPLIT_SETTINGS = ("train_file", "validation_file", "test_file", "split_column")
 
 
 
@@ -43,11 +45,13 @@ def model_class_for(kind: str):
 
 def teacher_key(finetune: FinetuneConfig, task: TaskConfig, train: TrainConfig, scratch: ScratchTranslationConfig | None = None) -> str:
     training = {k: v for k, v in train.to_dict().items() if k not in ("progress", "report_to", "logging_steps", "save_steps", "eval_batch_size")}
-    content = {"format": _TEACHER_FORMAT, "model": finetune.model, "task": task.to_dict(), "train": training}
+    # the split settings joined TaskConfig later: keyed only when set, so cached teachers keep their keys
+    data = {k: v for k, v in task.to_dict().items() if v is not None or k not in _SPLIT_SETTINGS}
+    content = {"format": _TEACHER_FORMAT, "model": finetune.model, "task": data, "train": training}
     if finetune.model == SCRATCH:
         content["scratch"] = (scratch or ScratchTranslationConfig()).to_dict()
     blob = json.dumps(content, sort_keys=True)
-    name = f"{Path(finetune.model).name}-{task.task.replace('/', '_')}"
+    name = f"{Path(finetune.model).name}-{task.data.replace('/', '_')}"
     return f"{name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
@@ -72,6 +76,7 @@ def finetune(
         transformers.set_seed(train_config.seed)
         task = task_config.load(seed=train_config.seed)
         spec = task.spec
+        print(f"leanformer: data {spec.name!r}: {task.split_summary()}", file=sys.stderr, flush=True)
         run_dir = cache_dir("runs") / key  # created by the first thing that writes there, not by a refused run
         overrides = {}
         if finetune_config.model == SCRATCH:
@@ -119,6 +124,7 @@ def finetune(
         record = {
             "model": finetune_config.model,
             "task": spec.name,
+            "splits": task.split_summary(),
             "metric_name": spec.primary_metric,
             "metrics": metrics,
             "train_examples": len(task.splits["train"]),

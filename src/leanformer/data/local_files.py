@@ -1,9 +1,16 @@
 """A user's own data file (.csv, .tsv, .json, .jsonl, .parquet) as a task.
 
 The file is read with `datasets.load_dataset(<format>, data_files=...)` (local, works offline),
-its columns are renamed to the normalised names of its kind (see `spec.py`) and its rows are split
-80/10/10 with the fixed `SPLIT_SEED` (rows, not groups). TSV files are read with quoting off, as
-GLUE's are. Defaults:
+its columns are renamed to the normalised names of its kind (see `spec.py`). TSV files are read
+with quoting off, as GLUE's are. Splits are the user's when the data says them:
+
+- separate files (`--train_file`/`--task`, `--validation_file`, `--test_file`), the convention of
+  transformers' `run_glue.py`; or a split column (`split`, or `--split_column NAME`) whose values
+  are train, validation (dev, val, valid) and test. A split not given is carved from train with
+  the fixed `SPLIT_SEED`: 10% of train for one missing split, 80/10/10 when both are missing.
+- otherwise one file's rows are split 80/10/10 with `SPLIT_SEED` (rows, not groups).
+
+How the splits were made is `TaskData.splits_from`, printed and recorded with every model. Defaults:
 
 - kind: "regression" when the label column holds non-integer numbers, else "classification";
   qa and translation must be named.
@@ -24,10 +31,11 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+from pyarrow import ArrowException
 
 from ..errors import DataError
 from .spec import KINDS, TaskData, TaskSpec
-from .splits import rows_of, split_by_group
+from .splits import SPLIT_NAMES, SPLIT_SEED, complete_splits, rows_of, split_by_group
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 LOCAL_FRACTIONS = (0.8, 0.1, 0.1)
@@ -204,6 +212,34 @@ def _normalise(rows, kind, text_columns, label_column, label_names, shown) -> tu
     return datasets.Dataset.from_dict(columns), spec
 
 
+def _read_split_files(files: dict[str, str]) -> tuple[datasets.Dataset, np.ndarray]:
+    """The rows of one file per split, as one table, and the split of each row."""
+    parts = {split: _read(Path(file).expanduser(), str(file)) for split, file in files.items()}
+    columns = parts["train"].column_names
+    for split, rows in parts.items():
+        if sorted(rows.column_names) != sorted(columns):
+            raise DataError(f"{split} file {files[split]!r} has the columns {', '.join(rows.column_names)} but the train file "
+                            f"{files['train']!r} has {', '.join(columns)}: give every split file the same columns")
+    try:  # through Python values: arrow then finds one type per column over all files (int and float -> float)
+        rows = datasets.Dataset.from_dict({c: [v for part in parts.values() for v in part[c][:]] for c in columns})
+    except (ValueError, TypeError, ArrowException) as err:
+        raise DataError(f"the split files {', '.join(map(repr, files.values()))} disagree on a column's type ({str(err).splitlines()[0]}): "
+                        "give each column the same kind of value in every file") from None
+    return rows, np.concatenate([np.full(len(part), split) for split, part in parts.items()])
+
+
+def _split_column(values: list, column: str, shown: str) -> np.ndarray:
+    names = [SPLIT_NAMES.get(str(v).strip().lower()) for v in values]
+    unknown = sorted({"(empty)" if v is None else str(v) for v, name in zip(values, names) if name is None})
+    if unknown:
+        raise DataError(f"data file {shown!r}: the split column {column!r} has values {unknown[:5]} that are not train, validation "
+                        "(dev, val) or test: fix them, or pass --split_column with the right column (a file without one is split 80/10/10)")
+    names = np.array(names)
+    if not (names == "train").any():
+        raise DataError(f"data file {shown!r}: the split column {column!r} marks no row as train: training needs train rows")
+    return names
+
+
 def load_local_file(
     path: str,
     *,
@@ -211,9 +247,27 @@ def load_local_file(
     label_column: str | None = None,
     label_names: Sequence[str] | None = None,
     kind: str | None = None,
+    split_column: str | None = None,
+    validation_file: str | None = None,
+    test_file: str | None = None,
 ) -> TaskData:
+    """A task from the user's file(s): `path` is the only file or the train file."""
     shown = str(path)
-    rows = _read(Path(path).expanduser(), shown)
+    files = {"train": path} | {s: f for s, f in (("validation", validation_file), ("test", test_file)) if f is not None}
+    if len(files) > 1:
+        if split_column is not None:
+            raise DataError("--split_column splits one file; with --validation_file/--test_file the files are the splits: drop one")
+        rows, origin = _read_split_files(files)
+        splits_from = "files " + ", ".join(f"{split} {str(file)!r}" for split, file in files.items())
+    else:
+        rows, origin = _read(Path(path).expanduser(), shown), None
+        column = split_column or ("split" if "split" in rows.column_names else None)
+        if column is not None:
+            _require_columns(rows, [column], "split_column", shown)
+            origin = _split_column(rows[column][:], column, shown)
+            splits_from = f"the {column!r} column of {shown!r}"
+        else:
+            splits_from = f"80/10/10 of the rows of {shown!r} (fixed seed {SPLIT_SEED})"
     if kind is not None and kind not in KINDS:
         raise DataError(f"unknown kind {kind!r} for data file {shown!r}: pass --kind one of {', '.join(KINDS)}")
     label_column = label_column or {"qa": "answers", "translation": "target"}.get(kind, "label")
@@ -233,5 +287,12 @@ def load_local_file(
     rows, spec = _normalise(rows, kind, text_columns, label_column, label_names, shown)
     if len(rows) < 3:
         raise DataError(f"data file {shown!r} has {len(rows)} rows: the train/validation/test split needs at least 3")
-    split_names = split_by_group(range(len(rows)), LOCAL_FRACTIONS)
-    return TaskData(spec, datasets.DatasetDict({s: rows.select(i) for s, i in rows_of(split_names).items()}))
+    if origin is None:
+        split_names = split_by_group(range(len(rows)), LOCAL_FRACTIONS)
+    else:
+        try:
+            split_names, carved = complete_splits(origin)
+        except ValueError as err:
+            raise DataError(f"data file {shown!r}: {err}: give more train rows, or the validation and test splits") from None
+        splits_from += "".join(f"; {c} (fixed seed {SPLIT_SEED})" for c in carved)
+    return TaskData(spec, datasets.DatasetDict({s: rows.select(i) for s, i in rows_of(split_names).items()}), splits_from)

@@ -54,3 +54,9 @@ class TaskSpec:
 class TaskData:
     spec: TaskSpec
     splits: datasets.DatasetDict  # always "train", "validation", "test"
+    splits_from: str = "the data set's fixed splits (data/README.md)"  # how the splits were made
+
+    def split_summary(self) -> str:
+        """Rows per split and where they came from: printed and recorded with every model trained on them."""
+        sizes = " / ".join(f"{name} {len(self.splits[name])}" for name in SPLITS)
+        return f"{sizes} rows: {self.splits_from}"

@@ -47,3 +47,27 @@ def split_off_validation(n_rows: int, fraction: float = 0.1, cap: int = 2000) ->
 def rows_of(split_names: np.ndarray) -> dict[str, np.ndarray]:
     """Row indices (in source order) of each split."""
     return {name: np.flatnonzero(split_names == name) for name in SPLITS}
+
+
+# what users call their splits (a `split` column, datasets' names, run_glue's files)
+SPLIT_NAMES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation", "val": "validation",
+               "dev": "validation", "test": "test", "testing": "test"}
+
+
+def complete_splits(names: np.ndarray, fraction: float = 0.1) -> tuple[np.ndarray, list[str]]:
+    """Fill the splits a user's data does not give from its train rows: both missing -> 80/10/10 of
+    train (as for a single file); one missing -> a seeded `fraction` of train becomes it. Returns the
+    split names and what was carved (to be printed and recorded)."""
+    missing = [s for s in ("validation", "test") if not (names == s).any()]
+    train_rows = np.flatnonzero(names == "train")
+    if not missing:
+        return names, []
+    names = names.astype(object)
+    if len(missing) == 2:
+        names[train_rows] = split_by_group(range(len(train_rows)), (0.8, 0.1, 0.1))
+        return names.astype(str), ["validation and test: 10% of train each"]
+    n_carved = max(1, int(len(train_rows) * fraction))
+    if len(train_rows) - n_carved < 1:
+        raise ValueError(f"{len(train_rows)} train rows are too few to carve a {missing[0]} split from")
+    names[train_rows[np.random.default_rng(SPLIT_SEED).permutation(len(train_rows))[:n_carved]]] = missing[0]
+    return names.astype(str), [f"{missing[0]}: {fraction:.0%} of train"]
