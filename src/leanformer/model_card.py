@@ -44,17 +44,20 @@ def model_card(model, record: dict) -> str:
         "import leanformer",
         'model = leanformer.load("THIS_DIRECTORY")   # rebuilds the recipe, reads safetensors only',
         "```", "",
-        "## ONNX", "",
+        "## Deploy: text in, answers out (onnxruntime, no torch)", "",
         "```bash",
-        f"leanformer export --model THIS_DIRECTORY --output {'onnx_dir' if seq2seq else 'model.onnx'}"
+        f"leanformer export --model THIS_DIRECTORY --output THIS_DIRECTORY/{'onnx' if seq2seq else 'model.onnx'}"
         + (f"   # {notes}" if notes else ""),
         "```", "",
+        "```python",
+        "from leanformer import runtime   # needs onnxruntime, tokenizers" + (", sentencepiece" if seq2seq else "") + "; not torch",
+        'model = runtime.load("THIS_DIRECTORY")',
     ]
     if seq2seq:
-        lines += ["```python", "from leanformer.deploy.seq2seq import OnnxSeq2Seq",
-                  'translator = OnnxSeq2Seq("onnx_dir")   # encoder + cached decoder step, greedy',
-                  "ids = translator.generate(batch.input_ids, batch.attention_mask, max_new_tokens=128)", "```", ""]
+        lines += ['model(["a sentence to translate"])   # ["its translation"] (greedy)']
+    elif front["pipeline_tag"] == "question-answering":
+        lines += ['model("a question?", "the context that answers it")   # {"answer", "score", "start", "end"}']
     else:
-        lines += ["```python", "import onnxruntime as ort", 'session = ort.InferenceSession("model.onnx")',
-                  'logits = session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]', "```", ""]
+        lines += ['model(["a text", "another text"])   # [{"label": ..., "score": ...}, ...]']
+    lines += ["```", ""]
     return "\n".join(lines)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..measure import dummy_inputs
+from ..runtime import onnx_session
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, *, seq_len: int = 16, opset: int = 17) -> Path:
@@ -84,16 +85,3 @@ class OnnxClassifier:
             feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
         outputs = self.session.run(None, feed)
         return SimpleNamespace(**{name: torch.from_numpy(value) for name, value in zip(self.output_names, outputs)})
-
-
-def onnx_session(path: str | os.PathLike, *, threads: int | None = None, spinning: bool = True):
-    """An onnxruntime CPU session. `spinning=False` stops its idle threads from busy-waiting after a
-    run, which would otherwise steal the CPU from whatever is timed next (interleaved benchmarks)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    if not spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

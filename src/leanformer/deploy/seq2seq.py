@@ -27,9 +27,7 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from ..architectures import get_architecture, iter_layers
 from ..errors import LeanformerError
-from .encoder import onnx_session
-
-ENCODER, DECODER, META = "encoder.onnx", "decoder.onnx", "generation.json"
+from ..runtime import DECODER, ENCODER, META, greedy_decode, onnx_session
 SHARED = "shared.data"  # tensors both graphs hold (token table, position table), stored once
 _ALIGN = 4096  # external tensors start on a page boundary, so onnxruntime can map them
 
@@ -215,23 +213,5 @@ class OnnxSeq2Seq:
             raise LeanformerError("ONNX generation is greedy (num_beams=1)")
         ids = input_ids.numpy() if isinstance(input_ids, torch.Tensor) else np.asarray(input_ids)
         mask = attention_mask.numpy() if isinstance(attention_mask, torch.Tensor) else np.asarray(attention_mask)
-        ids, mask = ids.astype(np.int64), mask.astype(np.int64)
-        states, *cross = self.encoder.run(None, {"input_ids": ids, "attention_mask": mask})
-        m = self.meta
-        b = ids.shape[0]
-        past = [np.zeros((b, m["heads"], 0, m["head_dim"]), np.float32) for _ in range(2 * m["layers"])]
-        token = np.full((b, 1), m["decoder_start_token_id"], np.int64)
-        out, done = [token], np.zeros(b, bool)
-        names = [i.name for i in self.decoder.get_inputs()]
-        for step in range(max_new_tokens):
-            logits, *past = self.decoder.run(None, dict(zip(names, [token, states, mask, *past, *cross])))
-            nxt = logits.argmax(-1)
-            if step == max_new_tokens - 1 and m.get("forced_eos_token_id") is not None:
-                nxt[:] = m["forced_eos_token_id"]  # as transformers does when the length limit is hit
-            nxt = np.where(done & stop_at_eos, m["pad_token_id"], nxt)
-            done |= nxt == m["eos_token_id"]
-            token = nxt[:, None].astype(np.int64)
-            out.append(token)
-            if stop_at_eos and done.all():
-                break
-        return torch.from_numpy(np.concatenate(out, axis=1))
+        out = greedy_decode(self.encoder, self.decoder, self.meta, ids, mask, max_new_tokens=max_new_tokens, stop_at_eos=stop_at_eos)
+        return torch.from_numpy(out)
