@@ -9,5 +9,6 @@ __version__ = "0.1.0"
 __getattr__, __dir__, _verbs = lazy_exports(__name__, {
     ".api": ("compress", "load", "save", "export", "recipe_of"),
     ".registry": ("register_method", "available_methods"),
+    ".student": ("distil",),
 })
 __all__ = [*_verbs, "__version__"]

@@ -153,18 +153,15 @@ def cmd_compress(argv: list[str]) -> str:
     if recipe is None:
         recipe = Recipe([Stage(method.name, parsed[4])])
     from .api import check_output_apart
-    from .student import distil_recipe
+    from .student import distil
 
     check_output_apart(args.output_dir, {
         "teacher": args.teacher, "init encoder": args.init_encoder, "data file": task_cfg.data, "validation file": task_cfg.validation_file,
         "test file": task_cfg.test_file, "recipe": args.recipe,
     })
     recipe = _flags_over_recipe(recipe, argv, train_cfg, distill_cfg)
-    task = task_cfg.load(seed=train_cfg.seed)
-    path = distil_recipe(
-        args.teacher, recipe, task, args.output_dir, train=train_cfg, distillation=None,
-        overwrite=args.overwrite, init_encoder=args.init_encoder, resume=args.resume,
-    )
+    path = distil(args.teacher, recipe, task_cfg, args.output_dir, train=train_cfg, overwrite=args.overwrite,
+                  init_encoder=args.init_encoder, resume=args.resume)
     return str(path)
 
 

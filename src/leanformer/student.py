@@ -224,6 +224,41 @@ def stage_output(output_dir: str | Path, index: int, count: int, method: str) ->
     return output_dir if index == count - 1 else output_dir.with_name(f"{output_dir.name}.stage{index + 1}-{method}")
 
 
+def distil(
+    teacher: str | Path,
+    config,
+    task,
+    output_dir: str | Path,
+    *,
+    train: TrainConfig | None = None,
+    distillation: DistillationConfig | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    init_encoder: str | Path | None = None,
+) -> Path:
+    """The whole job from Python, as `leanformer compress` runs it (same checks, progress bars and
+    saved files): the teacher directory, a method config, a `Recipe` or a recipe file, and the data
+    (a built-in task name or data file, a `TaskConfig`, or loaded `TaskData`) to a trained student
+    saved in `output_dir`, whose path is returned.
+
+        leanformer.distil(teacher_dir, QuantizationConfig(), "glue/sst2", "student/", train=TrainConfig(epochs=1))
+    """
+    from .data import TaskConfig
+    from .recipe import Recipe, Stage
+
+    train = train or TrainConfig()
+    if isinstance(config, (str, Path)):
+        recipe = Recipe.from_yaml(Path(config))
+    elif isinstance(config, Recipe):
+        recipe = config
+    else:
+        recipe = Recipe([Stage(method_for_config(config).name, config)])
+    if not isinstance(task, TaskData):
+        task = (task if isinstance(task, TaskConfig) else TaskConfig(task=str(task))).load(seed=train.seed)
+    return distil_recipe(teacher, recipe, task, output_dir, train=train, distillation=distillation,
+                         overwrite=overwrite, init_encoder=init_encoder, resume=resume)
+
+
 def distil_recipe(
     teacher_path: str | Path,
     recipe,
