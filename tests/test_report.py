@@ -36,6 +36,28 @@ def test_pareto_front_keeps_only_undominated_points():
     assert pareto_front(points) == [4, 1, 0]
 
 
+def test_runs_of_one_task_share_a_panel_in_ratios_to_their_own_teacher():
+    """Two benchmark runs (each with its own teacher timing) of one task, and a second task: one
+    panel per task; every point sits at its gain over the teacher of its own run."""
+    first = _rows()
+    second = [BenchmarkRow(model="teacher", method="teacher", task="glue/sst2", metric_name="accuracy", metric=88.0, bytes=90_000_000,
+                           latency_b32_ms=1400.0, teacher_bytes=90e6, teacher_latency_b32_ms=1400.0),  # a slower run of the same teacher
+              BenchmarkRow(model="3 layers", method="depth", task="glue/sst2", metric_name="accuracy", metric=86.0, bytes=45_000_000,
+                           latency_b32_ms=700.0, teacher_bytes=90e6, teacher_latency_b32_ms=1400.0)]
+    other = [BenchmarkRow(model=name, method=name, task="glue/mrpc", metric_name="f1", metric=85.0, bytes=90_000_000,
+                          latency_b32_ms=latency, teacher_bytes=90e6, teacher_latency_b32_ms=700.0) for name, latency in (("teacher", 700.0), ("depth", 350.0))]
+    alone = [BenchmarkRow(model="teacher", method="teacher", task="glue/rte", metric_name="accuracy", metric=70.0, bytes=90_000_000,
+                          latency_b32_ms=700.0, teacher_bytes=90e6, teacher_latency_b32_ms=700.0)]  # no student: no panel
+    figure = tradeoff_figure(first + second + other + alone, "latency")
+    sst2, mrpc = figure.axes
+    assert sst2.get_title().startswith("glue/sst2") and mrpc.get_title().startswith("glue/mrpc") and mrpc.get_ylabel() == "f1"
+    placed = sorted(tuple(round(float(v), 3) for v in offsets) for c in sst2.collections for offsets in c.get_offsets())
+    assert placed == [(1.0, 88.0), (1.0, 88.0), (1.167, 79.0), (1.4, 80.0), (2.0, 86.0), (2.8, 87.5)]
+    front = sst2.lines[0].get_xydata().round(3).tolist()
+    assert front == [[2.8, 87.5], [1.0, 88.0]]  # most speed first; 3 layers (2.0x, 86.0) is beaten by pruned
+    assert {t.get_text() for t in sst2.get_legend().get_texts()} == {"Pareto front", "pruning", "kronecker", "depth"}
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("run")
@@ -54,9 +76,9 @@ def test_report_renders_every_plot_with_its_axes(run_dir, tmp_path):
     assert len(rows) == 4 and {s.name for s in students} == {"pruned", "int8"}
 
     latency = tradeoff_figure(rows, "latency")
-    assert latency.axes[0].get_xlabel().startswith("latency at batch 32") and latency.axes[0].get_ylabel() == "accuracy"
+    assert latency.axes[0].get_xlabel().startswith("speed-up over its teacher (batch 32") and latency.axes[0].get_ylabel() == "accuracy"
     size = tradeoff_figure(rows, "size")
-    assert size.axes[0].get_xlabel().startswith("size on disk (MB")
+    assert size.axes[0].get_xlabel().startswith("smaller than its teacher (bytes on disk")
     assert [line.get_label() for line in latency.axes[0].lines] == ["Pareto front"]
     structure = structure_figure(students)
     assert [ax.get_title() for ax in structure.axes[:2]] == ["attention heads kept", "FFN dimensions kept"]

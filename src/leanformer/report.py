@@ -4,7 +4,8 @@ A run directory is anything leanformer wrote: a benchmark's `results.json` (rows
 the teacher in one run, e.g. `leanformer demo`'s output directory) and/or saved students
 (`leanformer_metrics.json`, `training_log.json`, the recipe in config.json). Plots, each drawn
 only when the runs hold its data:
-- accuracy vs latency (batch 32) and accuracy vs size on disk, teacher starred, Pareto front drawn;
+- accuracy vs speed-up (batch 32) and vs size reduction over the teacher of the same run, one panel per
+  task (and CPU), every method and composition on it, teachers starred, Pareto front drawn;
 - training curves: task, distillation and regularisation losses, and any schedule a method logs
   (pruning threshold and mask density), phases one after another on one step axis;
 - each method's own figures (`Method.report_figures`): heads and FFN width kept per layer of every
@@ -22,6 +23,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from .api import saved_recipe  # noqa: E402
 from .errors import DataError  # noqa: E402
@@ -63,35 +65,62 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
+# x: what a student gains over the teacher measured in the same run (ratios of different runs of
+# one task share an axis; absolute times of different runs or CPUs would not)
 _X_AXES = {
-    "latency": ("latency_b32_ms", "latency at batch 32, seq 128 (ms, log scale)", 1.0),
-    "size": ("bytes", "size on disk (MB, log scale)", 1e-6),
+    "latency": (lambda r: r.teacher_latency_b32_ms / r.latency_b32_ms, "speed-up over its teacher (batch 32, seq 128; ×, log scale)"),
+    "size": (lambda r: r.teacher_bytes / r.bytes, "smaller than its teacher (bytes on disk; ×, log scale)"),
 }
+_NEEDS = {"latency": ("latency_b32_ms", "teacher_latency_b32_ms"), "size": ("bytes", "teacher_bytes")}
 
 
 def tradeoff_figure(rows: list[BenchmarkRow], x: str) -> Figure | None:
-    """Metric against latency or size; teacher starred, Pareto front joined."""
-    field, label, scale = _X_AXES[x]
-    usable = [r for r in rows if r.metric is not None and getattr(r, field) is not None]
+    """Metric against speed-up or size reduction over the teacher: one panel per task (and per CPU,
+    when rows come from several), every method and composition on it, teachers starred at 1×, the
+    Pareto front joined. Rows of several runs (e.g. benchmarks/results/*.json) share a panel."""
+    ratio, label = _X_AXES[x]
+    usable = [r for r in rows if r.metric is not None and all(getattr(r, f) for f in _NEEDS[x])]
     if not usable:
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    points = [(getattr(r, field) * scale, r.metric) for r in usable]
-    for (px, py), row in zip(points, usable):
-        teacher = row.method == TEACHER_METHOD
-        ax.scatter(px, py, marker="*" if teacher else "o", s=160 if teacher else 40, color="black" if teacher else "tab:blue", zorder=3)
-        ax.annotate(row.model, (px, py), textcoords="offset points", xytext=(5, 4), fontsize=7)
-    front = pareto_front(points)
-    ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "--", color="tab:orange", label="Pareto front", zorder=2)
-    ax.set_xscale("log")
-    ax.set_xlabel(label)
-    metric_names = sorted({r.metric_name for r in usable if r.metric_name})
-    ax.set_ylabel(" / ".join(metric_names) or "metric")
-    ax.set_title(f"{ax.get_ylabel()} vs {x} (★ teacher)")
-    ax.legend(loc="best", fontsize=8)
-    ax.grid(alpha=0.3)
+    cpus = {_cpu(r) for r in usable}
+    panels: dict[tuple[str, str], list[BenchmarkRow]] = {}
+    for row in usable:
+        panels.setdefault((row.task, _cpu(row) if len(cpus) > 1 else ""), []).append(row)
+    panels = {key: panel for key, panel in panels.items() if any(r.method != TEACHER_METHOD for r in panel)} or panels
+    methods = sorted({r.method for r in usable if r.method != TEACHER_METHOD})
+    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    columns = min(3, len(panels))
+    rows_of_panels = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows_of_panels, columns, figsize=(6.4 * columns, 4.6 * rows_of_panels), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.remove()
+    for ax, ((task, cpu), panel) in zip(axes.flat, panels.items()):
+        points = [(ratio(r), r.metric) for r in panel]
+        for (px, py), row in zip(points, panel):
+            teacher = row.method == TEACHER_METHOD
+            ax.scatter(px, py, marker="*" if teacher else "o", s=160 if teacher else 40, zorder=3,
+                       color="black" if teacher else colors[row.method])
+            if not teacher:
+                ax.annotate(row.model, (px, py), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        front = pareto_front([(-px, py) for px, py in points])  # more gain and more metric are better
+        ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "--", color="tab:orange", label="Pareto front", zorder=2)
+        for method in sorted({r.method for r in panel if r.method != TEACHER_METHOD}):
+            ax.scatter([], [], color=colors[method], label=method)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(label)
+        ax.set_ylabel(" / ".join(sorted({r.metric_name for r in panel if r.metric_name})) or "metric")
+        ax.set_title(f"{task}{f' ({cpu})' if cpu else ''} (★ teacher)")
+        ax.legend(loc="best", fontsize=7)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def _cpu(row: BenchmarkRow) -> str:
+    return row.extra.get("cpu", "CPU not recorded")
 
 
 def _loss_names(logs: list[list[dict]]) -> list[str]:
