@@ -117,3 +117,71 @@ def test_a_hand_edited_mapping_is_one_clear_error(tmp_path):
     (tmp_path / "s" / "config.json").write_text(json.dumps(saved))
     with pytest.raises(LeanformerError, match="do not describe its 2 layers"):
         leanformer.load(tmp_path / "s")
+
+
+def _labelled_batches(model, n: int = 3):
+    batches = []
+    for seed in range(n):
+        inputs = tiny_inputs(model, batch=4, seq=10, seed=seed)
+        inputs["labels"] = torch.tensor([0, 1, 1, 0])
+        batches.append(inputs)
+    return batches
+
+
+def test_drop_one_layer_losses_equal_shallower_models_built_by_transformers():
+    """Independently: for each dropped layer, a 3-layer BertForSequenceClassification from the
+    config, given the other layers' weights by renaming the state dict."""
+    from leanformer.methods.depth import drop_one_layer_losses
+
+    teacher = _teacher(4)
+    batches = _labelled_batches(teacher)
+    measured = drop_one_layer_losses(teacher, "encoder", batches)
+    for dropped in range(4):
+        config = tiny_config("bert")
+        config.num_hidden_layers = 3
+        shallow = transformers.BertForSequenceClassification(config).eval()
+        kept = [i for i in range(4) if i != dropped]
+        state = {}
+        for name, value in teacher.state_dict().items():
+            if name.startswith("bert.encoder.layer."):
+                index = int(name.split(".")[3])
+                if index == dropped:
+                    continue
+                name = name.replace(f"layer.{index}.", f"layer.{kept.index(index)}.", 1)
+            state[name] = value
+        shallow.load_state_dict(state)
+        with torch.no_grad():
+            expected = sum(float(shallow(**b).loss) for b in batches) / len(batches)
+        assert measured[dropped] == pytest.approx(expected, rel=1e-6)
+    assert len(teacher.bert.encoder.layer) == 4  # measured on copies
+
+
+def test_importance_keeps_the_layers_whose_removal_hurts_most_and_records_them():
+    from leanformer.methods.depth import choose_important_layers, drop_one_layer_losses
+
+    teacher = _teacher(4)
+    batches = _labelled_batches(teacher)
+    losses = drop_one_layer_losses(teacher, "encoder", batches)
+    config = choose_important_layers(teacher, DepthConfig(num_layers=2, strategy="importance", importance_batches=3), iter(batches))
+    assert config.num_layers is None and config.strategy == "importance"
+    assert config.layers == sorted(sorted(range(4), key=lambda i: -losses[i])[:2])
+    student = leanformer.compress(teacher, config)
+    assert leanformer.recipe_of(student)[0]["config"]["layers"] == config.layers
+    with pytest.raises(ConfigError, match="strategy 'importance' chooses layers from training data"):
+        leanformer.compress(teacher, DepthConfig(num_layers=2, strategy="importance"))
+
+
+def test_importance_through_distillation_records_the_layers_it_chose(tmp_path):
+    from leanformer.data import TaskConfig
+    from leanformer.student import distil_student
+    from leanformer.training import TrainConfig
+    from tiny_models import write_tiny_task
+
+    write_tiny_task(tmp_path, rows=24)
+    task = TaskConfig(task=str(tmp_path / "data.csv")).load()
+    train = TrainConfig(max_steps=2, batch_size=4, max_length=16, report_to="none", progress=False, save_steps=100)
+    out = distil_student(tmp_path / "teacher", DepthConfig(num_layers=1, strategy="importance", importance_batches=2), task, train,
+                         DistillationConfig(), tmp_path / "student")
+    (stage,) = leanformer.recipe_of(leanformer.load(out))
+    assert stage["config"]["num_layers"] is None and len(stage["config"]["layers"]) == 1
+    assert stage["structure"]["teacher_layers"]["encoder"] == stage["config"]["layers"]

@@ -79,6 +79,12 @@ class Method(ABC):
 
         return DistillationConfig()
 
+    def choose(self, model: nn.Module, config: ConfigBase, batches: Iterable[dict]) -> ConfigBase:
+        """Before `apply`, when the config leaves a choice to data (e.g. which layers matter): look
+        at collated training batches of the model being compressed and return the config with the
+        choice made explicit. The student records that config, so `load` never decides again."""
+        return config
+
     def calibrate(self, model: nn.Module, config: ConfigBase, batches: Iterable[dict]) -> None:
         """Before training: look at a few collated training batches (e.g. set quantization ranges)."""
 

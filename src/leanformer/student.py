@@ -79,21 +79,25 @@ def distil_student(
         check_task_fits(teacher, task, str(teacher_path))
         base = load(init_student) if init_student is not None else teacher
         check_same_vocabulary(teacher, base, str(init_student))
-        student = compress(base, method_config)  # a copy: the teacher stays as it was
-        if init_encoder is not None:
-            load_encoder(student, init_encoder)
-        extras = method.training_extras(student, method_config)
-
         collator = (
-            DataCollatorForSeq2Seq(tokenizer, model=student) if task.spec.kind == "translation" else DataCollatorWithPadding(tokenizer)
+            DataCollatorForSeq2Seq(tokenizer, model=base) if task.spec.kind == "translation" else DataCollatorWithPadding(tokenizer)
         )
         train_split = task.splits["train"]
         if distillation.sequence_level:
             train_split = teacher_translations(teacher, tokenizer, task, train)
         features = tokenize_dataset(task.spec, train_split, tokenizer, train.max_length, for_training=True)
         started = time.perf_counter()
-        loader = DataLoader(features, batch_size=train.batch_size, shuffle=True, collate_fn=collator, generator=torch.Generator().manual_seed(train.seed))
-        method.calibrate(student, method_config, iter(loader))  # batches are collated only if the method asks for them
+
+        def batches():  # collated only if the method asks for them; the same seeded order each time
+            return iter(DataLoader(features, batch_size=train.batch_size, shuffle=True, collate_fn=collator,
+                                   generator=torch.Generator().manual_seed(train.seed)))
+
+        method_config = method.choose(base, method_config, batches())  # what data decides, made explicit and recorded
+        student = compress(base, method_config)  # a copy: the teacher stays as it was
+        if init_encoder is not None:
+            load_encoder(student, init_encoder)
+        extras = method.training_extras(student, method_config)
+        method.calibrate(student, method_config, batches())
         log_history = []  # every training log line, kept with the student (the report plots it)
         shown = ", ".join(f"{k} {getattr(train, k)}" for k in ("epochs", "max_steps", "batch_size", "max_length", "learning_rate"))
         print(f"leanformer: data {task.spec.name!r}: {task.split_summary()}", file=sys.stderr, flush=True)

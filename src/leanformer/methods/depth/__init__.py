@@ -20,6 +20,11 @@ class DepthMethod(Method):
 
         return apply_depth(model, config)
 
+    def choose(self, model, config, batches):
+        from .model import choose_important_layers
+
+        return choose_important_layers(model, config, batches)
+
     def rebuild(self, model, config, structure):
         from .model import check_rebuilt
 
@@ -39,5 +44,7 @@ class DepthMethod(Method):
 
 register_method(DepthMethod())
 
-__getattr__, __dir__, _lazy = lazy_exports(__name__, {".model": ("apply_depth", "keep_layers", "chosen_layers")})
+__getattr__, __dir__, _lazy = lazy_exports(__name__, {
+    ".model": ("apply_depth", "keep_layers", "chosen_layers", "drop_one_layer_losses", "choose_important_layers"),
+})
 __all__ = ["DepthConfig", "DepthMethod", *_lazy]

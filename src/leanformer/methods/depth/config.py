@@ -20,11 +20,13 @@ class DepthConfig(ConfigBase):
     layers: list[int] | None = field(
         default=None, metadata={"help": "Teacher layers the student keeps (0-based, increasing), e.g. 0 2 4; or use num_layers."})
     num_layers: int | None = field(default=None, metadata={"help": "How many layers to keep, chosen by `strategy`."})
-    strategy: Literal["uniform", "first"] = field(
+    strategy: Literal["uniform", "first", "importance"] = field(
         default="uniform",
         metadata={"help": "With num_layers: 'uniform' keeps every (n/k)-th layer ending with the last one (TinyBERT's mapping), "
-                          "'first' the first num_layers."},
+                          "'first' the first num_layers, 'importance' the layers whose removal raises the teacher's training "
+                          "loss most (measured on importance_batches batches when distillation starts; the layers chosen are recorded)."},
     )
+    importance_batches: int = field(default=8, metadata={"help": "strategy importance: training batches the drop-one-layer losses are measured on."})
     decoder_layers: list[int] | None = field(default=None, metadata={"help": "Encoder-decoders: decoder layers to keep (default: all)."})
     decoder_num_layers: int | None = field(default=None, metadata={"help": "Encoder-decoders: how many decoder layers to keep, by `strategy`."})
 
@@ -33,6 +35,10 @@ class DepthConfig(ConfigBase):
             kept, n = getattr(self, explicit), getattr(self, count)
             if kept is not None and n is not None:
                 raise ConfigError(f"give {explicit} or {count}, not both")
+        if self.importance_batches < 1:
+            raise ConfigError(f"importance_batches must be at least 1, got {self.importance_batches}")
+        for explicit, count in (("layers", "num_layers"), ("decoder_layers", "decoder_num_layers")):
+            kept, n = getattr(self, explicit), getattr(self, count)
             if kept is not None and (not kept or kept != sorted(set(kept)) or kept[0] < 0):
                 raise ConfigError(f"{explicit} must be distinct increasing layer indices (0-based), got {kept}")
             if n is not None and n < 1:

@@ -8,6 +8,12 @@ each student layer came from): distillation pairs each student layer with that t
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import itertools
+from collections.abc import Iterable
+
+import torch
 from torch import nn
 
 from ...architectures import base_prefix, get_architecture
@@ -24,13 +30,58 @@ def chosen_layers(n: int, keep: int, strategy: str) -> list[int]:
     return [round((i + 1) * n / keep) - 1 for i in range(keep)]
 
 
+def _explicit_and_count(stack_name: str, config: DepthConfig) -> tuple[list[int] | None, int | None]:
+    return (config.layers, config.num_layers) if stack_name == "encoder" else (config.decoder_layers, config.decoder_num_layers)
+
+
 def _kept(stack_name: str, n: int, config: DepthConfig) -> list[int]:
-    explicit, count = (config.layers, config.num_layers) if stack_name == "encoder" else (config.decoder_layers, config.decoder_num_layers)
+    explicit, count = _explicit_and_count(stack_name, config)
     if explicit is not None:
         if explicit[-1] >= n:
             raise ConfigError(f"layer {explicit[-1]} does not exist: the {stack_name} has {n} layers (0 to {n - 1})")
         return list(explicit)
+    if count is not None and config.strategy == "importance":
+        raise ConfigError("strategy 'importance' chooses layers from training data: run it through leanformer.distil or "
+                          "`leanformer compress` (they measure it), or give the layers")
     return chosen_layers(n, count, config.strategy) if count is not None else list(range(n))
+
+
+@torch.no_grad()
+def drop_one_layer_losses(model: nn.Module, stack_name: str, batches: list[dict]) -> list[float]:
+    """The model's training loss on `batches` with each layer of one stack removed in turn (its
+    importance: FastFormers, Michel et al. 2019 measure heads the same way)."""
+    spec = get_architecture(model)
+    stack = next(s for s in spec.stacks if s.name == stack_name)
+    n = len(model.get_submodule(base_prefix(model) + stack.layers))
+    was_training = model.training
+    model.eval()
+    losses = []
+    for dropped in range(n):
+        without = keep_layers(copy.deepcopy(model), {stack_name: [i for i in range(n) if i != dropped]})
+        losses.append(sum(float(without(**b).loss) for b in batches) / len(batches))
+    model.train(was_training)
+    return losses
+
+
+def choose_important_layers(model: nn.Module, config: DepthConfig, batches: Iterable[dict]) -> DepthConfig:
+    """`config` with every stack counted under strategy importance turned into explicit layers:
+    the num_layers whose removal raises the loss most, in order."""
+    if config.strategy != "importance":
+        return config
+    batches = list(itertools.islice(batches, config.importance_batches))
+    if not batches or "labels" not in batches[0]:
+        raise ConfigError("strategy 'importance' needs labelled training batches to measure the loss")
+    chosen = {}
+    for stack in get_architecture(model).stacks:
+        explicit, count = _explicit_and_count(stack.name, config)
+        if explicit is None and count is not None:
+            losses = drop_one_layer_losses(model, stack.name, batches)
+            if count > len(losses):
+                raise ConfigError(f"cannot keep {count} layers of a stack of {len(losses)}")
+            chosen[stack.name] = sorted(sorted(range(len(losses)), key=lambda i: -losses[i])[:count])
+    fields = {"encoder": ("layers", "num_layers"), "decoder": ("decoder_layers", "decoder_num_layers")}
+    explicit = {fields[name][0]: layers for name, layers in chosen.items()} | {fields[name][1]: None for name in chosen}
+    return dataclasses.replace(config, **explicit)
 
 
 def _renumber(layer: nn.Module, index: int) -> None:
