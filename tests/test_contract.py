@@ -132,3 +132,10 @@ def test_the_onnx_export_computes_what_the_model_does(tmp_path, sequence, family
     got = session.run(None, feed)[0]
     expected = _outputs(student, inputs).numpy()
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+
+
+def test_readme_shows_the_support_table_the_declarations_give():
+    from leanformer.registry import support_table
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert support_table() in readme, "README's supported-architectures table is stale; paste:\n" + support_table()

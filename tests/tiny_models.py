@@ -10,12 +10,15 @@ _COMMON = dict(vocab_size=100, max_position_embeddings=64)
 
 
 def tiny_config(model_type: str, num_labels: int = 2, dropout: float = 0.0):
-    if model_type in ("bert", "roberta", "mpnet"):
-        cls = {"bert": transformers.BertConfig, "roberta": transformers.RobertaConfig, "mpnet": transformers.MPNetConfig}[model_type]
+    if model_type in ("bert", "roberta", "mpnet", "xlm-roberta", "electra"):
+        cls = {"bert": transformers.BertConfig, "roberta": transformers.RobertaConfig, "mpnet": transformers.MPNetConfig,
+               "xlm-roberta": transformers.XLMRobertaConfig, "electra": transformers.ElectraConfig}[model_type]
+        # ELECTRA: narrower embeddings than layers, as its released checkpoints have (small: 128 vs 256)
+        extra = {"embedding_size": 16} if model_type == "electra" else {}
         return cls(
             hidden_size=32, num_attention_heads=4, intermediate_size=64, num_hidden_layers=2,
             hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, num_labels=num_labels,
-            pad_token_id=1 if model_type != "bert" else 0, **_COMMON,
+            pad_token_id=0 if model_type in ("bert", "electra") else 1, **extra, **_COMMON,
         )
     if model_type == "distilbert":
         return transformers.DistilBertConfig(

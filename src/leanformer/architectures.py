@@ -157,6 +157,10 @@ def _seq2seq(model_type: str) -> ArchitectureSpec:
 ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "bert": _bert_like("bert"),
     "roberta": _bert_like("roberta", positions_after_padding=True),
+    "xlm-roberta": _bert_like("xlm-roberta", positions_after_padding=True),  # RoBERTa's layout, a multilingual vocabulary
+    # ELECTRA's discriminator: BERT's layers; its embeddings may be narrower than the hidden size
+    # (then `embeddings_project` widens them inside the base model, before the first layer)
+    "electra": _bert_like("electra"),
     "mpnet": ArchitectureSpec(
         model_type="mpnet",
         word_embeddings="embeddings.word_embeddings",

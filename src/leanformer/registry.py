@@ -188,3 +188,17 @@ def _import_builtin_methods() -> None:
     for module in pkgutil.iter_modules(methods.__path__):
         if module.ispkg:
             importlib.import_module(f"{methods.__name__}.{module.name}")
+
+
+def support_table() -> str:
+    """Markdown: every family of the architecture tables × every registered method, "yes" or the
+    method's own refusal. README's table is this text (a test keeps them equal); each "yes" is a
+    pair the contract suite (tests/test_contract.py) compresses, saves, loads and exports."""
+    from .architectures import ARCHITECTURES
+
+    methods = registered_methods()
+    lines = ["| family | " + " | ".join(m.name for m in methods) + " |", "|---|" + "---|" * len(methods)]
+    for family, spec in sorted(ARCHITECTURES.items()):
+        cells = [(m.unsupported(spec) or "yes").replace("|", "/") for m in methods]
+        lines.append(f"| `{family}`{' (encoder-decoder)' if spec.is_encoder_decoder else ''} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
