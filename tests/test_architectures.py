@@ -55,5 +55,5 @@ def test_max_sequence_length_of_a_family_outside_the_tables_is_its_position_coun
 
 def test_unknown_family_lists_the_supported_ones():
     config = type("C", (), {"model_type": "gpt2"})()
-    with pytest.raises(UnsupportedModelError, match="gpt2.*supported: bart, bert, distilbert, electra, marian, mpnet, roberta, xlm-roberta"):
+    with pytest.raises(UnsupportedModelError, match="gpt2.*supported: bart, bert, deberta-v2, distilbert, electra, marian, mpnet, roberta, xlm-roberta"):
         get_architecture(config)

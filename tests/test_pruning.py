@@ -4,6 +4,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+import transformers
 from torch import nn
 
 import leanformer
@@ -19,7 +20,7 @@ from leanformer.methods.pruning import (
     pruning_report,
     surviving_heads,
 )
-from tiny_models import tiny_inputs, tiny_model
+from tiny_models import tiny_config, tiny_inputs, tiny_model
 
 # hidden 32, 4 heads of 8, FFN 64: rows of 8 = one head in Q, K, V
 HEAD_ROWS = BlockPruningConfig.hybrid(block_shape=[8, 32])
@@ -61,9 +62,19 @@ def _logits(model, inputs):
         return model(**inputs).logits
 
 
-@pytest.mark.parametrize("model_type", ["bert", "roberta", "distilbert", "mpnet"])
+def _tiny(model_type: str):
+    if model_type == "deberta-v2 separate positions":  # DeBERTa-v2 without share_att_key: pos_key/pos_query projections
+        config = tiny_config("deberta-v2")
+        config.share_att_key = False
+        torch.manual_seed(0)
+        return transformers.DebertaV2ForSequenceClassification(config).eval()
+    return tiny_model(model_type)
+
+
+@pytest.mark.parametrize("model_type", ["bert", "roberta", "distilbert", "mpnet", "electra", "xlm-roberta", "deberta-v2",
+                                        "deberta-v2 separate positions"])
 def test_finalized_model_computes_what_the_masked_model_did(model_type):
-    model = _masked(tiny_model(model_type), SCENARIO)
+    model = _masked(_tiny(model_type), SCENARIO)
     inputs = tiny_inputs(model, batch=4, seq=12)
     masked = _logits(model, inputs)
     final = finalize_stage(model, HEAD_ROWS)

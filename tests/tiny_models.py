@@ -20,6 +20,13 @@ def tiny_config(model_type: str, num_labels: int = 2, dropout: float = 0.0):
             hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, num_labels=num_labels,
             pad_token_id=0 if model_type in ("bert", "electra") else 1, **extra, **_COMMON,
         )
+    if model_type == "deberta-v2":  # v3's settings: relative positions through shared key/query projections
+        return transformers.DebertaV2Config(
+            hidden_size=32, num_attention_heads=4, intermediate_size=64, num_hidden_layers=2, hidden_dropout_prob=dropout,
+            attention_probs_dropout_prob=dropout, num_labels=num_labels, relative_attention=True, position_buckets=16,
+            max_relative_positions=32, pos_att_type=["p2c", "c2p"], share_att_key=True, position_biased_input=False,
+            pad_token_id=0, **_COMMON,
+        )
     if model_type == "distilbert":
         return transformers.DistilBertConfig(
             dim=32, n_heads=4, hidden_dim=64, n_layers=2, dropout=dropout, attention_dropout=dropout,

@@ -28,6 +28,9 @@ class AttentionSpec:
     output: str
     num_heads_attr: str
     cross: bool = False  # keys/values come from the encoder (decoder cross-attention)
+    # more projections whose output rows are per head (sliced with the heads when heads are
+    # removed), where the model has them: DeBERTa's position projections without share_att_key
+    head_projections: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,36 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
     # ELECTRA's discriminator: BERT's layers; its embeddings may be narrower than the hidden size
     # (then `embeddings_project` widens them inside the base model, before the first layer)
     "electra": _bert_like("electra"),
+    # DeBERTa-v2/v3: BERT's layout with disentangled attention, computed by the attention module
+    # itself. Q·Kᵀ (captured for distillation) is its content-to-content term; the position terms
+    # reuse key_proj/query_proj when share_att_key (v3), else their own projections, sliced with the heads.
+    "deberta-v2": ArchitectureSpec(
+        model_type="deberta-v2",
+        word_embeddings="embeddings.word_embeddings",
+        embedding_modules=("embeddings",),
+        embeddings_output="embeddings",
+        stacks=(
+            StackSpec(
+                name="encoder",
+                layers="encoder.layer",
+                attentions=(
+                    AttentionSpec(
+                        module="attention.self",
+                        query="attention.self.query_proj",
+                        key="attention.self.key_proj",
+                        value="attention.self.value_proj",
+                        output="attention.output.dense",
+                        num_heads_attr="num_attention_heads",
+                        head_projections=("attention.self.pos_key_proj", "attention.self.pos_query_proj"),
+                    ),
+                ),
+                ffn=FFNSpec(input="intermediate.dense", output="output.dense"),
+                num_layers_attr="num_hidden_layers",
+            ),
+        ),
+        **_BERT_CONFIG,
+        attention_interface=False,
+    ),
     "mpnet": ArchitectureSpec(
         model_type="mpnet",
         word_embeddings="embeddings.word_embeddings",

@@ -101,6 +101,14 @@ def _install_bias_selector(attention: nn.Module, kept: list[int], argument: str)
     attention.register_forward_pre_hook(functools.partial(_select_bias_heads, name=argument, index=position), with_kwargs=True)
 
 
+def _has_submodule(module: nn.Module, name: str) -> bool:
+    try:
+        module.get_submodule(name)
+    except AttributeError:
+        return False
+    return True
+
+
 def remove_heads(layer: LayerRef, kept: list[int], model_type: str) -> None:
     """Keep only heads `kept` (ids in the current numbering) of the layer's attention."""
     (att,) = layer.stack.attentions
@@ -111,7 +119,8 @@ def remove_heads(layer: LayerRef, kept: list[int], model_type: str) -> None:
     query = layer.module.get_submodule(att.query)
     d = query.out_features // heads
     rows = torch.tensor([h * d + i for h in kept for i in range(d)], dtype=torch.long, device=query.weight.device)
-    for rel in (att.query, att.key, att.value):
+    present = [rel for rel in att.head_projections if _has_submodule(layer.module, rel)]
+    for rel in (att.query, att.key, att.value, *present):
         replace_module(layer.module, rel, _select(layer.module.get_submodule(rel), rows=rows))
     replace_module(layer.module, att.output, _select(layer.module.get_submodule(att.output), cols=rows))
     setattr(attention, att.num_heads_attr, len(kept))
