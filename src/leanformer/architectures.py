@@ -76,18 +76,13 @@ class ArchitectureSpec:
         return len(self.stacks) > 1
 
 
-_BERT_LAYER = dict(
-    attentions=(
-        AttentionSpec(
-            module="attention.self",
-            query="attention.self.query",
-            key="attention.self.key",
-            value="attention.self.value",
-            output="attention.output.dense",
-            num_heads_attr="num_attention_heads",
-        ),
-    ),
-    ffn=FFNSpec(input="intermediate.dense", output="output.dense"),
+_BERT_ATTENTION = AttentionSpec(
+    module="attention.self",
+    query="attention.self.query",
+    key="attention.self.key",
+    value="attention.self.value",
+    output="attention.output.dense",
+    num_heads_attr="num_attention_heads",
 )
 _BERT_CONFIG = dict(
     hidden_size="hidden_size",
@@ -96,15 +91,18 @@ _BERT_CONFIG = dict(
 )
 
 
-def _bert_like(model_type: str, positions_after_padding: bool = False) -> ArchitectureSpec:
+def _bert_like(model_type: str, attention: AttentionSpec = _BERT_ATTENTION, **options) -> ArchitectureSpec:
+    """BERT's layout (embeddings, encoder.layer[i] with one attention and intermediate/output FFN);
+    `attention` names the family's attention modules, `options` the rest of its ArchitectureSpec."""
     return ArchitectureSpec(
         model_type=model_type,
         word_embeddings="embeddings.word_embeddings",
         embedding_modules=("embeddings",),
         embeddings_output="embeddings",
-        stacks=(StackSpec(name="encoder", layers="encoder.layer", **_BERT_LAYER, num_layers_attr="num_hidden_layers"),),
+        stacks=(StackSpec(name="encoder", layers="encoder.layer", attentions=(attention,),
+                          ffn=FFNSpec(input="intermediate.dense", output="output.dense"), num_layers_attr="num_hidden_layers"),),
         **_BERT_CONFIG,
-        positions_after_padding=positions_after_padding,
+        **options,
     )
 
 
@@ -167,57 +165,29 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
     # DeBERTa-v2/v3: BERT's layout with disentangled attention, computed by the attention module
     # itself. Q·Kᵀ (captured for distillation) is its content-to-content term; the position terms
     # reuse key_proj/query_proj when share_att_key (v3), else their own projections, sliced with the heads.
-    "deberta-v2": ArchitectureSpec(
-        model_type="deberta-v2",
-        word_embeddings="embeddings.word_embeddings",
-        embedding_modules=("embeddings",),
-        embeddings_output="embeddings",
-        stacks=(
-            StackSpec(
-                name="encoder",
-                layers="encoder.layer",
-                attentions=(
-                    AttentionSpec(
-                        module="attention.self",
-                        query="attention.self.query_proj",
-                        key="attention.self.key_proj",
-                        value="attention.self.value_proj",
-                        output="attention.output.dense",
-                        num_heads_attr="num_attention_heads",
-                        head_projections=("attention.self.pos_key_proj", "attention.self.pos_query_proj"),
-                    ),
-                ),
-                ffn=FFNSpec(input="intermediate.dense", output="output.dense"),
-                num_layers_attr="num_hidden_layers",
-            ),
+    "deberta-v2": _bert_like(
+        "deberta-v2",
+        AttentionSpec(
+            module="attention.self",
+            query="attention.self.query_proj",
+            key="attention.self.key_proj",
+            value="attention.self.value_proj",
+            output="attention.output.dense",
+            num_heads_attr="num_attention_heads",
+            head_projections=("attention.self.pos_key_proj", "attention.self.pos_query_proj"),
         ),
-        **_BERT_CONFIG,
         attention_interface=False,
     ),
-    "mpnet": ArchitectureSpec(
-        model_type="mpnet",
-        word_embeddings="embeddings.word_embeddings",
-        embedding_modules=("embeddings",),
-        embeddings_output="embeddings",
-        stacks=(
-            StackSpec(
-                name="encoder",
-                layers="encoder.layer",
-                attentions=(
-                    AttentionSpec(
-                        module="attention.attn",
-                        query="attention.attn.q",
-                        key="attention.attn.k",
-                        value="attention.attn.v",
-                        output="attention.attn.o",
-                        num_heads_attr="num_attention_heads",
-                    ),
-                ),
-                ffn=FFNSpec(input="intermediate.dense", output="output.dense"),
-                num_layers_attr="num_hidden_layers",
-            ),
+    "mpnet": _bert_like(
+        "mpnet",
+        AttentionSpec(
+            module="attention.attn",
+            query="attention.attn.q",
+            key="attention.attn.k",
+            value="attention.attn.v",
+            output="attention.attn.o",
+            num_heads_attr="num_attention_heads",
         ),
-        **_BERT_CONFIG,
         attention_interface=False,  # MPNet computes attention with its relative position bias itself
         positions_after_padding=True,
         shared_head_bias="position_bias",
