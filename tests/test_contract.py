@@ -80,13 +80,28 @@ def test_the_contract_covers_every_method_family_and_composition():
         tiny_model(family)  # every family in the tables has a tiny model to test on
 
 
-@pytest.mark.parametrize("sequence, family", _refused(SEQUENCES))
-def test_an_unsupported_pair_fails_with_the_documented_error(sequence, family):
+def _check_refusal(sequence, family):
     reason = _refusal(sequence, family)
     assert family in reason  # the sentence names the family
     with pytest.raises(ConfigError) as err:
         leanformer.compress(tiny_model(family), _recipe(sequence, family))
     assert str(err.value) == reason
+
+
+if _refused(SEQUENCES):  # (no pair is refused when every method supports every family)
+    @pytest.mark.parametrize("sequence, family", _refused(SEQUENCES))
+    def test_an_unsupported_pair_fails_with_the_documented_error(sequence, family):
+        _check_refusal(sequence, family)
+
+
+def test_a_refusal_a_method_declares_is_the_error_compress_gives(monkeypatch):
+    """The mechanism, whatever the tables support today: a method's `unsupported` sentence for a
+    family is what compressing that family with it raises, in a composition too."""
+    method = method_by_name("pruning")
+    monkeypatch.setattr(type(method), "unsupported", lambda self, spec: f"pruning refuses {spec.model_type!r} (this test)" if spec.model_type == "bert" else None)
+    for sequence in (("pruning",), ("pruning", "quantization")):
+        _check_refusal(sequence, "bert")
+    assert _refusal(("pruning",), "roberta") is None
 
 
 @pytest.mark.parametrize("sequence, family", _supported(SEQUENCES))
@@ -132,6 +147,27 @@ def test_the_onnx_export_computes_what_the_model_does(tmp_path, sequence, family
     got = session.run(None, feed)[0]
     expected = _outputs(student, inputs).numpy()
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("sequence, family", [p for p in _supported(SEQUENCES) if p.values[1] not in ENCODERS])
+def test_the_encoder_decoder_export_computes_what_the_model_does(tmp_path, sequence, family):
+    """Encoder + cached decoder step, two steps (the second reads the cache the first grew): next-token
+    logits as the model computes them, to float rounding in fp32 and int8 alike (as above)."""
+    from leanformer.deploy.seq2seq import OnnxSeq2Seq
+
+    _, student, inputs = _student(sequence, family)
+    onnx_model = OnnxSeq2Seq(leanformer.api.export(student, tmp_path / "onnx"))
+    ids, mask = inputs["input_ids"].numpy(), inputs["attention_mask"].numpy()
+    states, *cross = onnx_model.encoder.run(None, {"input_ids": ids, "attention_mask": mask})
+    meta, names = onnx_model.meta, [i.name for i in onnx_model.decoder.get_inputs()]
+    past = [np.zeros((len(ids), h, 0, meta["head_dim"]), np.float32) for h in meta["self_attention_heads"] for _ in "kv"]
+    tokens = inputs["decoder_input_ids"][:, :2].clone()
+    tokens[:, 0] = meta["decoder_start_token_id"]
+    for step in range(2):
+        got, *past = onnx_model.decoder.run(None, dict(zip(names, [tokens[:, step:step + 1].numpy(), states, mask, *past, *cross])))
+        with torch.no_grad():
+            expected = student(**{k: inputs[k] for k in ("input_ids", "attention_mask")}, decoder_input_ids=tokens[:, :step + 1]).logits[:, -1].numpy()
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
 
 
 def test_readme_shows_the_support_table_the_declarations_give():

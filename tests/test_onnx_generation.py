@@ -37,7 +37,7 @@ def test_int8_decoder_step_matches_the_fake_quant_model_within_one_logit_step(tm
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
     states, *cross = onnx_model.encoder.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
     m = onnx_model.meta
-    past = [np.zeros((4, m["heads"], 0, m["head_dim"]), np.float32) for _ in range(2 * m["layers"])]
+    past = [np.zeros((4, h, 0, m["head_dim"]), np.float32) for h in m["self_attention_heads"] for _ in ("key", "value")]
     start = np.full((4, 1), m["decoder_start_token_id"], np.int64)
     names = [i.name for i in onnx_model.decoder.get_inputs()]
     got = onnx_model.decoder.run(None, dict(zip(names, [start, states, mask.numpy(), *past, *cross])))[0]

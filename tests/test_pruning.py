@@ -11,6 +11,7 @@ import leanformer
 from leanformer.api import finalize_stage
 from leanformer.architectures import iter_layers
 from leanformer.deploy.encoder import export_onnx
+from leanformer.deploy.seq2seq import OnnxSeq2Seq, export_seq2seq_onnx
 from leanformer.measure import count_parameters, dummy_inputs, flops_per_token
 from leanformer.methods.pruning import (
     BlockPruningConfig,
@@ -215,3 +216,54 @@ def test_report_lists_heads_and_ffn_width_per_layer():
     assert report["dense_flops_per_token"] == flops_per_token(dense)
     assert report["flop_reduction"] == pytest.approx(flops_per_token(dense) / flops_per_token(final))
     assert 0 < report["density"] < 1 and report["mask_density"] == 1.0
+
+
+# Encoder-decoders: every attention (encoder self; decoder self and cross) and every FFN is pruned.
+# (stack, layer, attention index) -> heads killed in V, so removed; FFN dims killed per (stack, layer)
+SEQ2SEQ_HEADS = {("encoder", 0, 0): [3], ("decoder", 0, 0): [0, 2], ("decoder", 1, 1): [1, 2, 3], ("decoder", 1, 0): [0, 1, 2, 3]}
+SEQ2SEQ_FFN = {("decoder", 1): [d for d in range(64) if d % 4], ("encoder", 1): list(range(10))}
+
+
+def _masked_seq2seq(model_type: str, config=HEAD_ROWS):
+    model = leanformer.compress(tiny_model(model_type), config)
+    with torch.no_grad():
+        for layer in iter_layers(model):
+            for i, att in enumerate(layer.stack.attentions):
+                killed = SEQ2SEQ_HEADS.get((layer.stack.name, layer.index, i), [])
+                layer.module.get_submodule(att.value).mask_scores.copy_(torch.tensor(_head_scores(killed)).reshape(4, 1))
+            killed = SEQ2SEQ_FFN.get((layer.stack.name, layer.index), [])
+            scores = layer.module.get_submodule(layer.stack.ffn.input).mask_scores
+            scores.copy_(torch.tensor([KILL if d in killed else KEEP for d in range(64)]).reshape(scores.shape))
+    finish_state(find_state(model), config)
+    return model
+
+
+@pytest.mark.parametrize("model_type", ["marian", "bart"])
+def test_translation_models_lose_heads_and_ffn_dims_in_every_attention_exactly(tmp_path, model_type):
+    model = _masked_seq2seq(model_type)
+    assert sum(isinstance(m, MaskedLinear) for m in model.modules()) == 2 * 6 + 2 * 10  # encoder 4+2, decoder 4+4+2 per layer
+    inputs = tiny_inputs(model, batch=3, seq=11)
+    masked = _logits(model, inputs)
+    final = finalize_stage(model, HEAD_ROWS).eval()
+    assert (masked - _logits(final, inputs)).abs().max() < 1e-4
+    # one entry per attention: encoder 0, encoder 1, decoder 0 self, decoder 0 cross, decoder 1 self, decoder 1 cross;
+    # decoder 1's self-attention lost every head in V: the one with the most weight left stays
+    structure = leanformer.recipe_of(final)[-1]["structure"]
+    assert structure["head_indices"][:3] == [[0, 1, 2], [0, 1, 2, 3], [1, 3]]
+    assert structure["head_indices"][3] == [0, 1, 2, 3] and structure["head_indices"][5] == [0]
+    assert len(structure["head_indices"][4]) == 1
+    assert structure["ffn_dims"] == [64, 54, 64, 16]
+    report = pruning_report(final)
+    assert [(r["stack"], r["heads"], r.get("cross_heads")) for r in report["layers"]] == [
+        ("encoder", 3, None), ("encoder", 4, None), ("decoder", 2, 4), ("decoder", 1, 1)]
+    assert report["heads_kept"] == 15 and report["heads_total"] == 24 and report["flop_reduction"] > 1
+
+    leanformer.save(final, tmp_path / "pruned")
+    loaded = leanformer.load(tmp_path / "pruned")
+    assert torch.equal(_logits(loaded, inputs), _logits(final, inputs))
+    # the cached decoder with a different head count per layer: ONNX greedy decoding = transformers' generate
+    export_seq2seq_onnx(loaded, tmp_path / "onnx")
+    got = OnnxSeq2Seq(tmp_path / "onnx").generate(inputs["input_ids"], inputs["attention_mask"], max_new_tokens=8)
+    with torch.no_grad():
+        want = loaded.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], max_new_tokens=8, num_beams=1, do_sample=False)
+    assert torch.equal(got, want)

@@ -47,7 +47,9 @@ def greedy_decode(encoder, decoder, meta: dict, ids: np.ndarray, mask: np.ndarra
     ids, mask = ids.astype(np.int64), mask.astype(np.int64)
     states, *cross = encoder.run(None, {"input_ids": ids, "attention_mask": mask})
     b = ids.shape[0]
-    past = [np.zeros((b, meta["heads"], 0, meta["head_dim"]), np.float32) for _ in range(2 * meta["layers"])]
+    # heads of each decoder layer (pruning may remove some); older exports recorded one count for all
+    heads = meta.get("self_attention_heads") or [meta["heads"]] * meta["layers"]
+    past = [np.zeros((b, h, 0, meta["head_dim"]), np.float32) for h in heads for _ in ("key", "value")]
     token = np.full((b, 1), meta["decoder_start_token_id"], np.int64)
     out, done = [token], np.zeros(b, bool)
     names = [i.name for i in decoder.get_inputs()]

@@ -89,6 +89,13 @@ def _cross_projections(model: nn.Module) -> list[tuple[nn.Module, nn.Module, int
     return out
 
 
+def _self_attention_heads(model: nn.Module) -> list[int]:
+    """Heads of each decoder layer's self-attention (they differ per layer once pruning removed some)."""
+    return [getattr(layer.module.get_submodule(att.module), att.num_heads_attr)
+            for layer in iter_layers(model) if any(a.cross for a in layer.stack.attentions)
+            for att in layer.stack.attentions if not att.cross]
+
+
 def _heads(h: torch.Tensor, heads: int) -> torch.Tensor:
     b, s, d = h.shape
     return h.view(b, s, heads, d // heads).transpose(1, 2)
@@ -161,8 +168,9 @@ def export_seq2seq_onnx(model: nn.Module, directory: str | os.PathLike, *, opset
                 dynamic_axes={"input_ids": {0: "batch", 1: "source"}, "attention_mask": {0: "batch", 1: "source"},
                               "encoder_states": {0: "batch", 1: "source"}, **{n: heads_axes for n in cross_names}},
             )
-            heads = cross[0].shape[1]
-            past = [torch.randn(b, heads, t, cross[0].shape[-1]) for _ in cache_names]
+            head_dim = int(cross[0].shape[-1])
+            self_heads = _self_attention_heads(model)
+            past = [torch.randn(b, heads, t, head_dim) for heads in self_heads for _ in ("key", "value")]
             step = torch.full((b, 1), config.decoder_start_token_id)
             grown_names = [n.replace("past_", "present_") for n in cache_names]
             torch.onnx.export(
@@ -179,7 +187,7 @@ def export_seq2seq_onnx(model: nn.Module, directory: str | os.PathLike, *, opset
             postprocess(tmp / ENCODER)
             postprocess(tmp / DECODER)
         share_initializers(tmp)
-        meta = {"layers": layers, "heads": heads, "head_dim": int(cross[0].shape[-1]),
+        meta = {"layers": layers, "self_attention_heads": self_heads, "head_dim": head_dim,
                 "decoder_start_token_id": config.decoder_start_token_id, "eos_token_id": config.eos_token_id,
                 "pad_token_id": config.pad_token_id, "forced_eos_token_id": getattr(config, "forced_eos_token_id", None)}
         (tmp / META).write_text(json.dumps(meta, indent=2))

@@ -23,11 +23,6 @@ class BlockPruningMethod(Method):
     config_class = BlockPruningConfig
     plotted_log_values = ("threshold", "mask_density")
 
-    def unsupported(self, spec):
-        from .model import unsupported_reason
-
-        return unsupported_reason(spec)
-
     def apply(self, model, config):
         from .model import apply_pruning
 

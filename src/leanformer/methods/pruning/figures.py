@@ -24,7 +24,9 @@ def structure_figure(students: list[Path]):
     import matplotlib.pyplot as plt  # only for reports: the library itself never draws
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 1.2 + 0.45 * len(pruned)))
-    for ax, key, title in ((axes[0], "heads", "attention heads kept"), (axes[1], "ffn_dims", "FFN dimensions kept")):
+    # heads: one column per attention (encoder-decoders: each decoder layer's self- then cross-attention)
+    panels = ((axes[0], "heads", "attention heads kept", "attention"), (axes[1], "ffn_dims", "FFN dimensions kept", "layer"))
+    for ax, key, title, column in panels:
         grid = [st[key] for _, st in pruned]
         width = max(len(g) for g in grid)
         grid = [g + [0] * (width - len(g)) for g in grid]
@@ -32,7 +34,7 @@ def structure_figure(students: list[Path]):
         for r, values in enumerate(grid):
             for c, v in enumerate(values):
                 ax.text(c, r, str(v), ha="center", va="center", fontsize=7, color="white")
-        ax.set_xlabel("layer")
+        ax.set_xlabel(column)
         ax.set_ylabel("student")
         ax.set_yticks(range(len(pruned)), [s.name for s, _ in pruned], fontsize=7)
         ax.set_xticks(range(width))

@@ -1,7 +1,7 @@
 """Apply block pruning through the architecture tables, and what it adds to distillation training.
 
-`apply_pruning` swaps every attention and FFN linear of the encoder for a `MaskedLinear` (scores
-at 0, so the masked model starts equal to the dense one); `pruning_training_extras` gives the
+`apply_pruning` swaps every attention and FFN linear of every layer (encoder; decoder self- and
+cross-attention) for a `MaskedLinear` (scores at 0, so the masked model starts equal to the dense one); `pruning_training_extras` gives the
 schedule callback, the regulariser λ_t·R and the scores' learning rate; `rebuild_pruning` builds
 the structure `leanformer.load` reads weights into: the shrunk dense model when the stage
 recorded a structure (see `removal.py`), else the masked model at the end of its schedule.
@@ -12,32 +12,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...architectures import ARCHITECTURES, check_divides, get_architecture, iter_layers, replace_module
+from ...architectures import check_divides, iter_layers, replace_module
 from ...errors import ConfigError
 from ...registry import TrainingExtras
 from .config import BlockPruningConfig
 from .layers import SCORES, MaskedLinear, PruningState, find_state, mask_density, score_regularization
 from .removal import apply_structure
 from .schedule import PruningScheduleCallback, finish_state
-
-ATTENTION_ROLES = ("query", "key", "value", "output")
-
-
-def supported_model_types() -> list[str]:
-    return sorted(name for name, spec in ARCHITECTURES.items() if not spec.is_encoder_decoder)
-
-
-def unsupported_reason(spec) -> str | None:
-    """Why block pruning cannot compress the family `spec` describes, or None."""
-    if spec.is_encoder_decoder:
-        return f"block pruning supports encoder models ({', '.join(supported_model_types())}); {spec.model_type!r} is an encoder-decoder"
-    return None
-
-
-def _check_supported(model: nn.Module) -> None:
-    reason = unsupported_reason(get_architecture(model))
-    if reason:
-        raise ConfigError(reason)
 
 
 def _plain_linear(model: nn.Module, name: str) -> nn.Linear:
@@ -55,47 +36,51 @@ def _block_grid(name: str, linear: nn.Linear, block_shape: list[int]) -> tuple[i
 
 
 def apply_pruning(model: nn.Module, config: BlockPruningConfig) -> nn.Module:
-    """Replace the encoder's attention and FFN linears by masked linears, in place."""
-    _check_supported(model)
+    """Replace every layer's attention and FFN linears by masked linears, in place (the encoder's, and
+    for encoder-decoders the decoder's self-attention, cross-attention and FFN too)."""
     state = PruningState(config.mask_method)
     for layer in iter_layers(model):
-        (att,) = layer.stack.attentions
-        names = dict(zip(ATTENTION_ROLES, (att.query, att.key, att.value, att.output)))
-        names.update(ffn_in=layer.stack.ffn.input, ffn_out=layer.stack.ffn.output)
-        full = {role: f"{layer.name}.{rel}" for role, rel in names.items()}
-        linears = {role: _plain_linear(model, name) for role, name in full.items()}
         new: dict[str, MaskedLinear] = {}
-
-        def masked(role: str, grid, group: str, owner=None, transposed=False) -> MaskedLinear:
-            return MaskedLinear.from_linear(linears[role], grid, state, group, owner, transposed)
-
-        if config.attention_structure == "block":
-            for role in ATTENTION_ROLES:
-                new[role] = masked(role, _block_grid(full[role], linears[role], config.block_shape), "attention")
-        else:  # one score per head, shared by its Q, K, V rows and its attention-output columns
-            heads = getattr(layer.module.get_submodule(att.module), att.num_heads_attr)
-            owner = new["query"] = masked("query", (heads, 1), "attention")
-            new["key"] = masked("key", (heads, 1), "attention", owner)
-            new["value"] = masked("value", (heads, 1), "attention", owner)
-            new["output"] = masked("output", (1, heads), "attention", owner, transposed=True)
-
-        if config.ffn_structure == "block":
-            for role in ("ffn_in", "ffn_out"):
-                new[role] = masked(role, _block_grid(full[role], linears[role], config.block_shape), "ffn")
-        else:  # one score per intermediate dim: W1's row and W2's column
-            dims = linears["ffn_in"].out_features
-            owner = new["ffn_in"] = masked("ffn_in", (dims, 1), "ffn")
-            new["ffn_out"] = masked("ffn_out", (1, dims), "ffn", owner, transposed=True)
-
-        for role, module in new.items():
-            replace_module(model, full[role], module)
+        for att in layer.stack.attentions:
+            new.update(_masked_attention(model, layer, att, config, state))
+        new.update(_masked_ffn(model, layer, config, state))
+        for name, module in new.items():
+            replace_module(model, name, module)
     return model
+
+
+def _masked_attention(model, layer, att, config: BlockPruningConfig, state: PruningState) -> dict[str, MaskedLinear]:
+    full = [f"{layer.name}.{rel}" for rel in (att.query, att.key, att.value, att.output)]
+    query, key, value, output = (_plain_linear(model, name) for name in full)
+    if config.attention_structure == "block":
+        linears = (query, key, value, output)
+        return {name: MaskedLinear.from_linear(linear, _block_grid(name, linear, config.block_shape), state, "attention")
+                for name, linear in zip(full, linears)}
+    # one score per head, shared by its Q, K, V rows and its attention-output columns
+    heads = getattr(layer.module.get_submodule(att.module), att.num_heads_attr)
+    owner = MaskedLinear.from_linear(query, (heads, 1), state, "attention")
+    return {
+        full[0]: owner,
+        full[1]: MaskedLinear.from_linear(key, (heads, 1), state, "attention", owner),
+        full[2]: MaskedLinear.from_linear(value, (heads, 1), state, "attention", owner),
+        full[3]: MaskedLinear.from_linear(output, (1, heads), state, "attention", owner, transposed=True),
+    }
+
+
+def _masked_ffn(model, layer, config: BlockPruningConfig, state: PruningState) -> dict[str, MaskedLinear]:
+    full = [f"{layer.name}.{rel}" for rel in (layer.stack.ffn.input, layer.stack.ffn.output)]
+    ffn_in, ffn_out = (_plain_linear(model, name) for name in full)
+    if config.ffn_structure == "block":
+        return {name: MaskedLinear.from_linear(linear, _block_grid(name, linear, config.block_shape), state, "ffn")
+                for name, linear in zip(full, (ffn_in, ffn_out))}
+    # one score per intermediate dim: W1's row and W2's column
+    owner = MaskedLinear.from_linear(ffn_in, (ffn_in.out_features, 1), state, "ffn")
+    return {full[0]: owner, full[1]: MaskedLinear.from_linear(ffn_out, (1, ffn_in.out_features), state, "ffn", owner, transposed=True)}
 
 
 def rebuild_pruning(model: nn.Module, config: BlockPruningConfig, structure: dict | None = None) -> nn.Module:
     """The structure to load saved weights into: shrunk dense layers, or masked ones if never finalized."""
     if structure is not None:
-        _check_supported(model)
         return apply_structure(model, structure)
     apply_pruning(model, config)
     finish_state(find_state(model), config)

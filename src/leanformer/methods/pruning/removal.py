@@ -11,7 +11,9 @@ Rules (all exact: the smaller model computes what the masked one did):
 Removal slices Q/K/V rows, attention-output columns, W1 rows (and biases) and W2 columns into
 plain `nn.Linear`s and updates the attention module's head count attributes, so the model stays
 its transformers class. The kept structure is what `finalize_pruning` returns (saved in the recipe stage):
-    {"heads": [kept per layer], "head_indices": [[kept head ids] per layer], "ffn_dims": [kept per layer]}
+    {"heads": [kept per attention], "head_indices": [[kept head ids] per attention], "ffn_dims": [kept per layer]}
+where the attentions are listed in layer order, each layer's in its table order: one per encoder
+layer, then for encoder-decoders each decoder layer's self-attention and cross-attention.
 `apply_structure` reproduces it on a freshly built dense model for `leanformer.load`.
 """
 
@@ -23,7 +25,7 @@ import inspect
 import torch
 from torch import nn
 
-from ...architectures import ARCHITECTURES, LayerRef, get_architecture, iter_layers, replace_module
+from ...architectures import ARCHITECTURES, AttentionSpec, LayerRef, get_architecture, iter_layers, replace_module
 from ...errors import ConfigError, LeanformerError
 from .config import BlockPruningConfig
 from .layers import MaskedLinear, find_state
@@ -109,9 +111,8 @@ def _has_submodule(module: nn.Module, name: str) -> bool:
     return True
 
 
-def remove_heads(layer: LayerRef, kept: list[int], model_type: str) -> None:
-    """Keep only heads `kept` (ids in the current numbering) of the layer's attention."""
-    (att,) = layer.stack.attentions
+def remove_heads(layer: LayerRef, att: AttentionSpec, kept: list[int], model_type: str) -> None:
+    """Keep only heads `kept` (ids in the current numbering) of the layer's attention `att`."""
     attention = layer.module.get_submodule(att.module)
     heads = getattr(attention, att.num_heads_attr)
     if list(kept) == list(range(heads)):
@@ -149,31 +150,39 @@ def bake_masks(model: nn.Module) -> None:
         replace_module(model, name, linear)
 
 
+def _attention_linears(layer: LayerRef, att: AttentionSpec) -> list[nn.Linear]:
+    return [layer.module.get_submodule(rel) for rel in (att.query, att.key, att.value, att.output)]
+
+
 def _layer_linears(layer: LayerRef) -> list[nn.Linear]:
-    (att,) = layer.stack.attentions
-    rels = (att.query, att.key, att.value, att.output, layer.stack.ffn.input, layer.stack.ffn.output)
-    return [layer.module.get_submodule(rel) for rel in rels]
+    linears = [linear for att in layer.stack.attentions for linear in _attention_linears(layer, att)]
+    return linears + [layer.module.get_submodule(rel) for rel in (layer.stack.ffn.input, layer.stack.ffn.output)]
+
+
+def _head_count(layer: LayerRef, att: AttentionSpec) -> int:
+    return getattr(layer.module.get_submodule(att.module), att.num_heads_attr)
 
 
 def remove_pruned_structure(model: nn.Module) -> dict:
-    """Remove dead heads and FFN dims of every layer (masks already baked); returns the structure kept."""
+    """Remove dead heads of every attention and dead FFN dims of every layer (masks already baked);
+    returns the structure kept."""
     model_type = get_architecture(model).model_type
     structure: dict[str, list] = {"heads": [], "head_indices": [], "ffn_dims": []}
     for layer in iter_layers(model):
-        (att,) = layer.stack.attentions
-        query, key, value, output, ffn_in, ffn_out = _layer_linears(layer)
-        heads = surviving_heads(query, key, value, output, getattr(layer.module.get_submodule(att.module), att.num_heads_attr))
-        dims = surviving_ffn_dims(ffn_in, ffn_out)
-        remove_heads(layer, heads, model_type)
+        for att in layer.stack.attentions:
+            heads = surviving_heads(*_attention_linears(layer, att), _head_count(layer, att))
+            remove_heads(layer, att, heads, model_type)
+            structure["heads"].append(len(heads))
+            structure["head_indices"].append(heads)
+        ffn = layer.stack.ffn
+        dims = surviving_ffn_dims(layer.module.get_submodule(ffn.input), layer.module.get_submodule(ffn.output))
         remove_ffn_dims(layer, dims)
-        structure["heads"].append(len(heads))
-        structure["head_indices"].append(heads)
         structure["ffn_dims"].append(len(dims))
     return structure
 
 
 def fill_zeros(model: nn.Module, std: float, generator: torch.Generator | None = None) -> None:
-    """Hybrid filled: the zeros left in the encoder's linears (inside kept heads and dims) become N(0, std²) noise."""
+    """Hybrid filled: the zeros left in the layers' linears (inside kept heads and dims) become N(0, std²) noise."""
     with torch.no_grad():
         for layer in iter_layers(model):
             for linear in _layer_linears(layer):
@@ -198,19 +207,22 @@ def finalize_pruning(model: nn.Module, config: BlockPruningConfig) -> tuple[nn.M
 def apply_structure(model: nn.Module, structure: dict) -> nn.Module:
     """Slice a dense model to a recorded structure (values are replaced by the loaded weights)."""
     layers = list(iter_layers(model))
+    attentions = [(layer, att) for layer in layers for att in layer.stack.attentions]
     try:
         head_indices, ffn_dims = structure["head_indices"], structure["ffn_dims"]
     except (KeyError, TypeError):
         raise LeanformerError(f"the recorded pruning structure has no head_indices/ffn_dims: {structure!r}") from None
-    if not (len(head_indices) == len(ffn_dims) == len(layers)):
+    if len(head_indices) != len(attentions) or len(ffn_dims) != len(layers):
         raise LeanformerError(
-            f"the recorded pruning structure describes {len(head_indices)} layers (head_indices) and {len(ffn_dims)} (ffn_dims) "
-            f"but the model has {len(layers)}; was config.json edited?"
+            f"the recorded pruning structure describes {len(head_indices)} attentions (head_indices) and {len(ffn_dims)} layers "
+            f"(ffn_dims) but the model has {len(attentions)} and {len(layers)}; was config.json edited?"
         )
     model_type = get_architecture(model).model_type
-    for layer, heads, dims in zip(layers, head_indices, ffn_dims):
-        _check_recorded_layer(layer, heads, dims)
-        remove_heads(layer, heads, model_type)
+    for (layer, att), heads in zip(attentions, head_indices):
+        _check_recorded_heads(layer, att, heads)
+        remove_heads(layer, att, heads, model_type)
+    for layer, dims in zip(layers, ffn_dims):
+        _check_recorded_ffn(layer, dims)
         remove_ffn_dims(layer, list(range(dims)))
     return model
 
@@ -219,15 +231,18 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_recorded_layer(layer: LayerRef, heads, dims) -> None:
-    """A recorded layer that the dense model can be sliced to: distinct head ids in range, in order,
-    and an FFN width within the dense one (else a hand-edited config.json would be a traceback or,
-    worse, a silently different model)."""
-    (att,) = layer.stack.attentions
-    total_heads = getattr(layer.module.get_submodule(att.module), att.num_heads_attr)
-    total_dims = layer.module.get_submodule(layer.stack.ffn.input).out_features
-    where = f"the recorded pruning structure, layer {layer.index}"
-    if not isinstance(heads, list) or not all(_is_int(h) for h in heads) or heads != sorted(set(heads)) or any(not 0 <= h < total_heads for h in heads):
-        raise LeanformerError(f"{where}: head_indices must be distinct increasing head ids in [0, {total_heads}), got {heads!r:.80}; was config.json edited?")
-    if not _is_int(dims) or not 0 <= dims <= total_dims:
-        raise LeanformerError(f"{where}: ffn_dims must be a whole number in [0, {total_dims}], got {dims!r:.80}; was config.json edited?")
+# A recorded structure that the dense model can be sliced to: distinct head ids in range, in order, and
+# an FFN width within the dense one (else a hand-edited config.json would be a traceback or, worse, a
+# silently different model).
+def _check_recorded_heads(layer: LayerRef, att: AttentionSpec, heads) -> None:
+    total = _head_count(layer, att)
+    if not isinstance(heads, list) or not all(_is_int(h) for h in heads) or heads != sorted(set(heads)) or any(not 0 <= h < total for h in heads):
+        raise LeanformerError(f"the recorded pruning structure, {layer.stack.name} layer {layer.index} {att.module}: head_indices must be "
+                              f"distinct increasing head ids in [0, {total}), got {heads!r:.80}; was config.json edited?")
+
+
+def _check_recorded_ffn(layer: LayerRef, dims) -> None:
+    total = layer.module.get_submodule(layer.stack.ffn.input).out_features
+    if not _is_int(dims) or not 0 <= dims <= total:
+        raise LeanformerError(f"the recorded pruning structure, {layer.stack.name} layer {layer.index}: ffn_dims must be a whole number "
+                              f"in [0, {total}], got {dims!r:.80}; was config.json edited?")
