@@ -3,14 +3,16 @@ import torch
 import transformers
 from torch import nn
 
-from leanformer.architectures import embedding_module_names, get_architecture, iter_layers, linear_roles, max_sequence_length
+from leanformer.architectures import (ARCHITECTURES, attention_heads, embedding_module_names, get_architecture, iter_layers, linear_roles,
+                                      max_sequence_length)
 from leanformer.errors import UnsupportedModelError
 from tiny_models import tiny_model
 
-FAMILIES = ["bert", "roberta", "mpnet", "distilbert", "marian", "bart"]
+# families with learned absolute positions: an input one token longer than the table fails
+FAMILIES = ["bert", "roberta", "mpnet", "distilbert", "marian", "bart", "electra", "xlm-roberta"]
 
 
-@pytest.mark.parametrize("model_type", FAMILIES)
+@pytest.mark.parametrize("model_type", sorted(ARCHITECTURES))
 def test_table_paths_exist_and_have_the_right_shapes(model_type):
     model = tiny_model(model_type)
     spec = get_architecture(model)
@@ -18,15 +20,16 @@ def test_table_paths_exist_and_have_the_right_shapes(model_type):
     n_layers = sum(1 for _ in iter_layers(model))
     assert n_layers == 2 * len(spec.stacks)
     attn_blocks = sum(len(s.attentions) for s in spec.stacks) * 2
-    assert sum(r == "query" for r in roles.values()) == attn_blocks
+    assert sum(r in ("query", "qkv") for r in roles.values()) == attn_blocks
+    gated = spec.stacks[0].ffn.gated  # W1 rows [up; gate]
     for name, role in roles.items():
         linear = model.get_submodule(name)
         assert isinstance(linear, nn.Linear), name
-        expected = {"ffn_in": (64, 32), "ffn_out": (32, 64)}.get(role, (32, 32))
+        expected = {"ffn_in": (128 if gated else 64, 32), "ffn_out": (32, 64), "qkv": (96, 32)}.get(role, (32, 32))
         assert tuple(linear.weight.shape) == expected, (name, role)
     for layer in iter_layers(model):
         for att in layer.stack.attentions:
-            assert getattr(layer.module.get_submodule(att.module), att.num_heads_attr) == 4
+            assert attention_heads(layer.module, att) == 4
     assert isinstance(model.get_submodule(f"{embedding_module_names(model)[0]}"), nn.Module)
     # every config attribute the table names exists
     for attr, size in ((spec.hidden_size, 32), (spec.num_heads, 4), (spec.intermediate_size, 64)):
@@ -35,7 +38,7 @@ def test_table_paths_exist_and_have_the_right_shapes(model_type):
 
 @pytest.mark.parametrize("model_type", FAMILIES)
 def test_max_sequence_length_is_the_longest_input_the_model_runs(model_type):
-    model = tiny_model(model_type)  # 64 positions; RoBERTa and MPNet start theirs after pad_token_id 1
+    model = tiny_model(model_type)  # 64 positions; RoBERTa, XLM-R and MPNet start theirs after pad_token_id 1
     decoder = {"decoder_input_ids": torch.full((1, 3), 5)} if model.config.is_encoder_decoder else {}
 
     def run(length):
@@ -43,7 +46,7 @@ def test_max_sequence_length_is_the_longest_input_the_model_runs(model_type):
             model(input_ids=torch.full((1, length), 5), **decoder)
 
     limit = max_sequence_length(model.config)
-    assert limit == (62 if model_type in ("roberta", "mpnet") else 64)
+    assert limit == (62 if model_type in ("roberta", "mpnet", "xlm-roberta") else 64)
     run(limit)
     with pytest.raises((IndexError, RuntimeError)):
         run(limit + 1)
@@ -55,5 +58,5 @@ def test_max_sequence_length_of_a_family_outside_the_tables_is_its_position_coun
 
 def test_unknown_family_lists_the_supported_ones():
     config = type("C", (), {"model_type": "gpt2"})()
-    with pytest.raises(UnsupportedModelError, match="gpt2.*supported: bart, bert, deberta-v2, distilbert, electra, marian, mpnet, roberta, xlm-roberta"):
+    with pytest.raises(UnsupportedModelError, match="gpt2.*supported: bart, bert, deberta-v2, distilbert, electra, marian, modernbert, mpnet, roberta, xlm-roberta"):
         get_architecture(config)

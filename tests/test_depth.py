@@ -185,3 +185,35 @@ def test_importance_through_distillation_records_the_layers_it_chose(tmp_path):
     (stage,) = leanformer.recipe_of(leanformer.load(out))
     assert stage["config"]["num_layers"] is None and len(stage["config"]["layers"]) == 1
     assert stage["structure"]["teacher_layers"]["encoder"] == stage["config"]["layers"]
+
+
+def _modernbert(layers: int = 4):
+    config = tiny_config("modernbert")
+    config.num_hidden_layers, config.layer_types = layers, None  # re-derived: global every 2nd layer
+    config = transformers.ModernBertConfig(**config.to_dict())
+    torch.manual_seed(0)
+    return transformers.ModernBertForSequenceClassification(config).eval()
+
+
+def test_modernbert_keeps_each_layers_local_or_global_attention(tmp_path):
+    """Its layer_types follow the kept layers: the student equals a shallower ModernBERT built by
+    transformers with those types and the kept layers' weights, and reloads alone."""
+    teacher = _modernbert()
+    assert teacher.config.layer_types == ["full_attention", "sliding_attention"] * 2
+    student = leanformer.compress(teacher, DepthConfig(layers=[0, 1, 3]))
+    assert student.config.layer_types == ["full_attention", "sliding_attention", "sliding_attention"]
+    config = transformers.ModernBertConfig(**{**teacher.config.to_dict(), "num_hidden_layers": 3, "layer_types": student.config.layer_types})
+    rebuilt = transformers.ModernBertForSequenceClassification(config).eval()
+    renamed = {k.replace("layers.3.", "layers.2."): v for k, v in teacher.state_dict().items() if "layers.2." not in k}
+    rebuilt.load_state_dict(renamed)
+    inputs = tiny_inputs(teacher, seq=12)
+    with torch.no_grad():
+        torch.testing.assert_close(student(**inputs).logits, rebuilt(**inputs).logits, rtol=0, atol=0)
+        student.save_pretrained(tmp_path / "student")
+        alone = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "student").eval()
+        torch.testing.assert_close(alone(**inputs).logits, rebuilt(**inputs).logits, rtol=0, atol=0)
+
+
+def test_modernbert_refuses_a_student_without_its_first_layer():
+    with pytest.raises(ConfigError, match="keep layer 0"):
+        leanformer.compress(_modernbert(), DepthConfig(num_layers=2))  # uniform: layers 1 and 3

@@ -267,3 +267,40 @@ def test_translation_models_lose_heads_and_ffn_dims_in_every_attention_exactly(t
     with torch.no_grad():
         want = loaded.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], max_new_tokens=8, num_beams=1, do_sample=False)
     assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("config", [HEAD_ROWS, BlockPruningConfig.struct(), BlockPruningConfig.block(block_shape=[8, 8])],
+                         ids=["hybrid", "struct", "block"])
+def test_fused_qkv_and_gated_ffn_lose_heads_and_dims_exactly(tmp_path, config):
+    """ModernBERT: Wqkv rows are [Q; K; V] (4 heads of 8 each), Wi rows [up; gate] (64 each). A head
+    goes with its Q, K and V rows and Wo columns, an FFN dim with its up and gate rows and Wo column."""
+    model = leanformer.compress(tiny_model("modernbert"), config)
+    wqkv = model.model.layers[0].attn.Wqkv
+    if config.attention_structure == "head":  # one score per head: kill heads 1 and 3 of layer 0
+        with torch.no_grad():
+            wqkv.mask_scores.copy_(torch.tensor(_head_scores([1, 3])).reshape(4, 1))
+    else:  # block rows of 8 = one head of Q, K or V: layer 0 loses V of heads 1, 3 and Q of head 2 (stays)
+        with torch.no_grad():
+            scores = wqkv.mask_scores
+            scores.fill_(KEEP)
+            scores[[2, 9, 11]] = KILL  # block rows: Q head 2; V (rows 8 to 11) heads 1 and 3
+    ffn_kill = {0: [d for d in range(64) if d % 3 == 0], 1: [d for d in range(64) if d >= 20]}
+    with torch.no_grad():
+        for i, layer in enumerate(model.model.layers):
+            wi = layer.mlp.Wi
+            if config.ffn_structure == "row_column":  # one score per dim, for its up and gate rows
+                wi.mask_scores.copy_(torch.tensor([KILL if d in ffn_kill[i] else KEEP for d in range(64)]).reshape(64, 1))
+    finish_state(find_state(model), config)
+    inputs = tiny_inputs(model, batch=3, seq=12)
+    masked = _logits(model, inputs)
+    final = finalize_stage(model, config).eval()
+    assert (masked - _logits(final, inputs)).abs().max() < 1e-4
+    structure = leanformer.recipe_of(final)[-1]["structure"]
+    assert structure["head_indices"] == [[0, 2], [0, 1, 2, 3]]
+    assert final.model.layers[0].attn.Wqkv.out_features == 3 * 2 * 8 and final.model.layers[0].attn.Wo.in_features == 16
+    if config.ffn_structure == "row_column":
+        assert structure["ffn_dims"] == [64 - len(ffn_kill[0]), 20]
+        assert final.model.layers[1].mlp.Wi.out_features == 2 * 20 and final.model.layers[1].mlp.Wo.in_features == 20
+    leanformer.save(final, tmp_path / "pruned")
+    assert torch.equal(_logits(leanformer.load(tmp_path / "pruned"), inputs), _logits(final, inputs))
+    assert pruning_report(final)["heads_kept"] == 6

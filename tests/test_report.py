@@ -82,7 +82,7 @@ def test_report_renders_every_plot_with_its_axes(run_dir, tmp_path):
     assert [line.get_label() for line in latency.axes[0].lines] == ["Pareto front"]
     structure = structure_figure(students)
     assert [ax.get_title() for ax in structure.axes[:2]] == ["attention heads kept", "FFN dimensions kept"]
-    assert structure.axes[0].get_xlabel() == "layer"
+    assert [ax.get_xlabel() for ax in structure.axes[:2]] == ["attention", "layer"]  # heads per attention, FFN dims per layer
     panels = {ax.get_title(): ax for ax in curves_figure(students).axes}  # one per student, then the schedule
     assert set(panels) == {"pruned", "int8", "schedules"}
     labels = {title: [line.get_label() for line in ax.lines] for title, ax in panels.items()}

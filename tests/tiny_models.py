@@ -27,6 +27,12 @@ def tiny_config(model_type: str, num_labels: int = 2, dropout: float = 0.0):
             max_relative_positions=32, pos_att_type=["p2c", "c2p"], share_att_key=True, position_biased_input=False,
             pad_token_id=0, **_COMMON,
         )
+    if model_type == "modernbert":  # layer 0 global, layer 1 local (a window of 4 tokens, shorter than the inputs)
+        return transformers.ModernBertConfig(
+            hidden_size=32, num_attention_heads=4, intermediate_size=64, num_hidden_layers=2, global_attn_every_n_layers=2,
+            local_attention=4, embedding_dropout=dropout, mlp_dropout=dropout, attention_dropout=dropout, num_labels=num_labels,
+            pad_token_id=0, bos_token_id=2, eos_token_id=3, cls_token_id=2, sep_token_id=3, **_COMMON,
+        )
     if model_type == "distilbert":
         return transformers.DistilBertConfig(
             dim=32, n_heads=4, hidden_dim=64, n_layers=2, dropout=dropout, attention_dropout=dropout,

@@ -19,24 +19,40 @@ if TYPE_CHECKING:  # torch is imported by what runs, not by the tables and confi
 
 @dataclass(frozen=True)
 class AttentionSpec:
-    """One attention block of a layer. `module` holds the head count in `num_heads_attr`."""
+    """One attention block of a layer. `module` holds the head count in `num_heads_attr`, or, where
+    it keeps none (ModernBERT), the width of one head in `head_dim_attr`."""
 
     module: str
     query: str
     key: str
     value: str
     output: str
-    num_heads_attr: str
+    num_heads_attr: str | None
     cross: bool = False  # keys/values come from the encoder (decoder cross-attention)
     # more projections whose output rows are per head (sliced with the heads when heads are
     # removed), where the model has them: DeBERTa's position projections without share_att_key
     head_projections: tuple[str, ...] = ()
+    # Q, K and V are one linear (query = key = value), its rows [Q; K; V], each (heads × head_dim)
+    fused_qkv: bool = False
+    head_dim_attr: str | None = None
+
+    @property
+    def qkv_parts(self) -> int:
+        """How many projections share the query linear's rows (3 when fused, else 1)."""
+        return 3 if self.fused_qkv else 1
 
 
 @dataclass(frozen=True)
 class FFNSpec:
-    input: str  # W1: hidden -> intermediate
+    input: str  # W1: hidden -> intermediate (gated: -> 2 × intermediate, rows [up; gate])
     output: str  # W2: intermediate -> hidden
+    # W1 holds an up and a gate projection (act(up) ⊙ gate): intermediate dim i is rows i and
+    # intermediate + i of W1 and column i of W2
+    gated: bool = False
+
+    @property
+    def input_parts(self) -> int:
+        return 2 if self.gated else 1
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,11 @@ class StackSpec:
     attentions: tuple[AttentionSpec, ...]
     ffn: FFNSpec
     num_layers_attr: str  # the config attribute that holds the stack's layer count
+    # config attributes that list one value per layer (ModernBERT's layer_types): they follow the layers kept
+    per_layer_config: tuple[str, ...] = ()
+    # the stack's first layer is built differently from the others (ModernBERT's has no attention
+    # norm): a shallower model keeps it, else transformers would rebuild it without that module
+    keeps_first_layer: bool = False
 
 
 @dataclass(frozen=True)
@@ -219,6 +240,28 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
         num_heads="n_heads",
         intermediate_size="hidden_dim",
     ),
+    # ModernBERT: fused Wqkv, gated Wi, rotary positions (inside the attention, after the projections:
+    # distillation's captured Q·Kᵀ is before rotation, as MPNet's leaves out its relative bias),
+    # alternating local/global layers (`layer_types`), no biases
+    "modernbert": ArchitectureSpec(
+        model_type="modernbert",
+        word_embeddings="embeddings.tok_embeddings",
+        embedding_modules=("embeddings",),
+        embeddings_output="embeddings",
+        stacks=(
+            StackSpec(
+                name="encoder",
+                layers="layers",
+                attentions=(AttentionSpec(module="attn", query="attn.Wqkv", key="attn.Wqkv", value="attn.Wqkv", output="attn.Wo",
+                                          num_heads_attr=None, head_dim_attr="head_dim", fused_qkv=True),),
+                ffn=FFNSpec(input="mlp.Wi", output="mlp.Wo", gated=True),
+                num_layers_attr="num_hidden_layers",
+                per_layer_config=("layer_types",),
+                keeps_first_layer=True,
+            ),
+        ),
+        **_BERT_CONFIG,
+    ),
     "marian": _seq2seq("marian"),
     "bart": _seq2seq("bart"),
 }
@@ -287,12 +330,30 @@ def replace_module(root: nn.Module, name: str, module: nn.Module) -> None:
     setattr(owner, child, module)
 
 
+def attention_heads(layer_module: nn.Module, att: AttentionSpec) -> int:
+    """The head count of one layer's attention `att` (what pruning may have left)."""
+    attention = layer_module.get_submodule(att.module)
+    if att.num_heads_attr is not None:
+        return getattr(attention, att.num_heads_attr)
+    return layer_module.get_submodule(att.query).out_features // att.qkv_parts // getattr(attention, att.head_dim_attr)
+
+
+def set_attention_heads(layer_module: nn.Module, att: AttentionSpec, heads: int, head_dim: int) -> None:
+    """Record a new head count where the attention module keeps one (ModernBERT's follows its linears)."""
+    attention = layer_module.get_submodule(att.module)
+    if att.num_heads_attr is not None:
+        setattr(attention, att.num_heads_attr, heads)
+    if hasattr(attention, "all_head_size"):
+        attention.all_head_size = heads * head_dim
+
+
 def linear_roles(model: nn.Module) -> dict[str, str]:
-    """Full module name -> role ('query', 'key', 'value', 'attention_output', 'ffn_in', 'ffn_out')."""
+    """Full module name -> role ('query', 'key', 'value' or, fused, 'qkv'; 'attention_output', 'ffn_in', 'ffn_out')."""
     roles: dict[str, str] = {}
     for layer in iter_layers(model):
         for att in layer.stack.attentions:
-            for role, rel in (("query", att.query), ("key", att.key), ("value", att.value), ("attention_output", att.output)):
+            projections = (("qkv", att.query),) if att.fused_qkv else (("query", att.query), ("key", att.key), ("value", att.value))
+            for role, rel in (*projections, ("attention_output", att.output)):
                 roles[f"{layer.name}.{rel}"] = role
         roles[f"{layer.name}.{layer.stack.ffn.input}"] = "ffn_in"
         roles[f"{layer.name}.{layer.stack.ffn.output}"] = "ffn_out"

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-from ..architectures import get_architecture, iter_layers
+from ..architectures import attention_heads, get_architecture, iter_layers
 from ..errors import LeanformerError
 from ..runtime import DECODER, ENCODER, META, greedy_decode, onnx_session
 SHARED = "shared.data"  # tensors both graphs hold (token table, position table), stored once
@@ -84,14 +84,13 @@ def _cross_projections(model: nn.Module) -> list[tuple[nn.Module, nn.Module, int
     for layer in iter_layers(model):
         for att in layer.stack.attentions:
             if att.cross:
-                module = layer.module.get_submodule(att.module)
-                out.append((layer.module.get_submodule(att.key), layer.module.get_submodule(att.value), getattr(module, att.num_heads_attr)))
+                out.append((layer.module.get_submodule(att.key), layer.module.get_submodule(att.value), attention_heads(layer.module, att)))
     return out
 
 
 def _self_attention_heads(model: nn.Module) -> list[int]:
     """Heads of each decoder layer's self-attention (they differ per layer once pruning removed some)."""
-    return [getattr(layer.module.get_submodule(att.module), att.num_heads_attr)
+    return [attention_heads(layer.module, att)
             for layer in iter_layers(model) if any(a.cross for a in layer.stack.attentions)
             for att in layer.stack.attentions if not att.cross]
 

@@ -8,7 +8,8 @@ Two things can be captured at a module name:
   the module's query and key projections (found through the architecture tables), so the
   model keeps its normal attention implementation (sdpa) whether or not the loss is on; only
   when this capture is requested do the scores get materialised. Relative-position biases
-  (MPNet) are not part of Q·Kᵀ/√d and are not included, as in KroneckerBERT's loss.
+  (MPNet) are not part of Q·Kᵀ/√d and are not included, as in KroneckerBERT's loss; rotary
+  positions (ModernBERT) are applied after the projections and are not either.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..architectures import get_architecture, iter_layers
+from ..architectures import attention_heads, get_architecture, iter_layers
 from ..errors import ConfigError
 
 CaptureKind = Literal["output", "attention_scores"]
@@ -33,12 +34,11 @@ class CaptureTarget:
 
 
 def _attention_parts(model: nn.Module, name: str):
-    """(query module, key module, attention module, head-count attribute) for an attention module name."""
+    """(layer module, AttentionSpec) of an attention module name."""
     for layer in iter_layers(model):
         for att in layer.stack.attentions:
             if f"{layer.name}.{att.module}" == name:
-                get = layer.module.get_submodule
-                return get(att.query), get(att.key), get(att.module), att.num_heads_attr
+                return layer.module, att
     raise ConfigError(f"{name!r} is not an attention module of this {get_architecture(model).model_type} model")
 
 
@@ -66,7 +66,15 @@ class ActivationCapture:
         return hook
 
     def _hook_scores(self, model: nn.Module, target: CaptureTarget) -> None:
-        query, key, attention, heads_attr = _attention_parts(model, target.name)
+        layer, att = _attention_parts(model, target.name)
+        query, key = layer.get_submodule(att.query), layer.get_submodule(att.key)
+        if att.fused_qkv:  # one linear computes [Q; K; V]: the scores come from its thirds
+            def on_qkv(module, args, output):
+                q, k, _ = output.chunk(3, dim=-1)
+                self.values[target] = attention_scores(q, k, attention_heads(layer, att))
+
+            self._handles.append(query.register_forward_hook(on_qkv))
+            return
         pending: dict[str, torch.Tensor] = {}
 
         def on_key(module, args, output):
@@ -74,12 +82,12 @@ class ActivationCapture:
             if q is None:  # key projection ran before the query one: pair them in on_query
                 pending["k"] = output
                 return
-            self.values[target] = attention_scores(q, output, getattr(attention, heads_attr))
+            self.values[target] = attention_scores(q, output, attention_heads(layer, att))
 
         def on_query(module, args, output):
             k = pending.pop("k", None)
             if k is not None:
-                self.values[target] = attention_scores(output, k, getattr(attention, heads_attr))
+                self.values[target] = attention_scores(output, k, attention_heads(layer, att))
             else:
                 pending["q"] = output
 

@@ -11,9 +11,9 @@ Rules, applied by walking the module tree from the root:
 - `nn.Embedding`: 0 (a lookup).
 - Each attention block named in the architecture tables adds its two matmuls, Q.K^T and
   softmax.V: 2 * 2 * seq_len * (num_heads * head_dim) per token. The head count is read from the
-  attention module (`AttentionSpec.num_heads_attr`), so a model whose layers were pruned to
-  different head counts counts right; head_dim = the query module's `out_features` / heads (the
-  value head size is assumed equal). A block with 0 heads adds nothing.
+  attention module (`architectures.attention_heads`), so a model whose layers were pruned to
+  different head counts counts right; head_dim = the query projection's width / heads (a third of
+  a fused Q/K/V linear's rows; the value head size is assumed equal). A block with 0 heads adds nothing.
 - Encoder models: the encoder, per token. Encoder-decoders: encoder + decoder per token, as if
   source and target both had `seq_len` tokens; decoder self-attention is counted over the full
   `seq_len` (what a training or teacher-forced forward computes; causal masking saves nothing in
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..architectures import base_prefix, embedding_module_names, get_architecture, iter_layers
+from ..architectures import attention_heads, base_prefix, embedding_module_names, get_architecture, iter_layers
 
 _SEQUENCE_LEVEL_HEADS = ("ForSequenceClassification", "ForMultipleChoice")
 
@@ -55,10 +55,11 @@ def flops_per_token(model: nn.Module, seq_len: int = 128, *, per_sequence_head: 
     if per_sequence_head is None:
         per_sequence_head = type(model).__name__.endswith(_SEQUENCE_LEVEL_HEADS)
 
-    attention_blocks: dict[str, tuple[str, str]] = {}  # attention module name -> (query name, heads attr)
+    attention_blocks = {}  # attention module name -> (heads, query projection width)
     for layer in iter_layers(model):
         for att in layer.stack.attentions:
-            attention_blocks[f"{layer.name}.{att.module}"] = (f"{layer.name}.{att.query}", att.num_heads_attr)
+            width = layer.module.get_submodule(att.query).out_features // att.qkv_parts
+            attention_blocks[f"{layer.name}.{att.module}"] = (attention_heads(layer.module, att), width)
     stacks = [prefix + stack.layers for stack in spec.stacks]
     embeddings = embedding_module_names(model)
     base = prefix.rstrip(".")
@@ -81,9 +82,7 @@ def flops_per_token(model: nn.Module, seq_len: int = 128, *, per_sequence_head: 
             total += own(seq_len) * per_token_share(name)
             return
         if name in attention_blocks:
-            query_name, heads_attr = attention_blocks[name]
-            heads = getattr(module, heads_attr)
-            total += attention_matmul_flops(heads, model.get_submodule(query_name).out_features, seq_len)
+            total += attention_matmul_flops(*attention_blocks[name], seq_len)
         if isinstance(module, nn.Linear):
             total += 2 * module.in_features * module.out_features * per_token_share(name)
         for child_name, child in module.named_children():

@@ -42,6 +42,7 @@ _ROLE_KIND = {
     "query": "attention",
     "key": "attention",
     "value": "attention",
+    "qkv": "attention",
     "attention_output": "attention",
     "ffn_in": "ffn",
     "ffn_out": "ffn",

@@ -36,7 +36,8 @@ class DepthMethod(Method):
         return DistillationConfig(temperature=1.0, logit_weight=1.0, task_weight=1.0, embedding_weight=1.0, hidden_weight=1.0, attention_weight=1.0)
 
     def tiny_config(self, spec):
-        return DepthConfig(num_layers=1, decoder_num_layers=1 if spec.is_encoder_decoder else None)
+        first = any(stack.keeps_first_layer for stack in spec.stacks)  # ModernBERT: layer 0 stays
+        return DepthConfig(num_layers=1, decoder_num_layers=1 if spec.is_encoder_decoder else None, strategy="first" if first else "uniform")
 
     def demo_config(self):
         return DepthConfig(num_layers=3)

@@ -105,6 +105,10 @@ def keep_layers(model: nn.Module, teacher_layers: dict[str, list[int]]) -> nn.Mo
         parent, _, child = path.rpartition(".")
         setattr(model.get_submodule(parent), child, nn.ModuleList(kept))
         setattr(model.config, stack.num_layers_attr, len(kept))
+        for attr in stack.per_layer_config:  # e.g. ModernBERT's layer_types: local/global per layer
+            values = getattr(model.config, attr, None)
+            if values is not None:
+                setattr(model.config, attr, [values[i] for i in teacher_layers[stack.name]])
     return model
 
 
@@ -114,6 +118,10 @@ def apply_depth(model: nn.Module, config: DepthConfig) -> tuple[nn.Module, dict]
         raise ConfigError(f"decoder_layers/decoder_num_layers are for encoder-decoders; {spec.model_type!r} has no decoder")
     sizes = {stack.name: len(model.get_submodule(base_prefix(model) + stack.layers)) for stack in spec.stacks}
     teacher_layers = {name: _kept(name, n, config) for name, n in sizes.items()}
+    for stack in spec.stacks:
+        if stack.keeps_first_layer and teacher_layers[stack.name][0] != 0:
+            raise ConfigError(f"{spec.model_type}: the {stack.name}'s first layer is built differently from the others (a saved model "
+                              f"would not load its weights): keep layer 0, e.g. --strategy first or --layers 0 ...")
     return keep_layers(model, teacher_layers), {"teacher_layers": teacher_layers}
 
 

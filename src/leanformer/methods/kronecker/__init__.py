@@ -24,6 +24,16 @@ class KroneckerMethod(Method):
     # (SST-2, 125 steps: lr 1e-4 -> 51.7%, 5e-4 -> 74.3%, 2e-3 -> 74.1%)
     demo_train = {"learning_rate": 5e-4}
 
+    def unsupported(self, spec):
+        # the factor shapes, their search and the parameter budget assume separate hidden x hidden
+        # Q, K, V and an ungated FFN; factoring a fused [Q; K; V] or a gated [up; gate] W1 as one
+        # matrix would tie the projections together (a different method, not the paper's)
+        fused = [what for stack in spec.stacks for what, found in
+                 (("fuses Q, K and V into one linear", any(a.fused_qkv for a in stack.attentions)), ("gates its FFN", stack.ffn.gated)) if found]
+        if fused:
+            return f"Kronecker factors separate Q, K, V and ungated FFN weights; {spec.model_type!r} {' and '.join(dict.fromkeys(fused))}: not supported yet"
+        return None
+
     def apply(self, model, config):
         from .model import apply_kronecker, built_shapes
 

@@ -40,18 +40,19 @@ class PruningState:
     regularization: float = 0.0  # λ_t
 
 
-def expand_blocks(block_mask: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """(R, C) block values -> (out, in) elements; gradients sum over each block."""
+def expand_blocks(block_mask: torch.Tensor, shape: tuple[int, int], parts: int = 1) -> torch.Tensor:
+    """(R, C) block values -> (out, in) elements; gradients sum over each block. With `parts` > 1 the
+    rows are that many stacked projections (fused [Q; K; V], gated [up; gate]) masked alike."""
     r, c = block_mask.shape
     out, inp = shape
-    return block_mask[:, None, :, None].expand(r, out // r, c, inp // c).reshape(out, inp)
+    return block_mask[None, :, None, :, None].expand(parts, r, out // (parts * r), c, inp // c).reshape(out, inp)
 
 
-def block_sums(values: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """(out, in) elements -> (R, C): the sum over each block."""
+def block_sums(values: torch.Tensor, grid: tuple[int, int], parts: int = 1) -> torch.Tensor:
+    """(out, in) elements -> (R, C): the sum over each block (and over the stacked parts)."""
     r, c = grid
     out, inp = values.shape
-    return values.reshape(r, out // r, c, inp // c).sum(dim=(1, 3))
+    return values.reshape(parts, r, out // (parts * r), c, inp // c).sum(dim=(0, 2, 4))
 
 
 def keep_top(importance: torch.Tensor, sparsity: float) -> torch.Tensor:
@@ -82,14 +83,16 @@ class MaskedLinear(nn.Module):
         group: str,
         owner: "MaskedLinear | None" = None,
         transposed: bool = False,
+        parts: int = 1,
     ):
         super().__init__()
         out, inp = weight.shape
         r, c = grid
-        if out % r or inp % c:
-            raise ValueError(f"block grid {grid} does not divide the weight ({out}, {inp})")
+        if out % (parts * r) or inp % c:
+            raise ValueError(f"block grid {grid} does not divide the weight ({out}, {inp}) in {parts} part(s)")
         self.in_features, self.out_features = inp, out
         self.grid = (r, c)
+        self.parts = parts  # row blocks repeat over this many stacked projections (see expand_blocks)
         self.group = group  # 'attention' or 'ffn': the regulariser's groups
         self.transposed = transposed
         self.weight = weight
@@ -107,9 +110,10 @@ class MaskedLinear(nn.Module):
             self.mask_scores = nn.Parameter(torch.zeros(r, c, device=weight.device, dtype=weight.dtype))
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, grid: tuple[int, int], state: PruningState, group: str, owner=None, transposed=False) -> "MaskedLinear":
+    def from_linear(cls, linear: nn.Linear, grid: tuple[int, int], state: PruningState, group: str, owner=None, transposed=False,
+                    parts: int = 1) -> "MaskedLinear":
         """Wraps the same weight and bias Parameters (no copy); scores start at 0."""
-        return cls(linear.weight, linear.bias, grid, state, group, owner, transposed)
+        return cls(linear.weight, linear.bias, grid, state, group, owner, transposed, parts)
 
     @property
     def owns_scores(self) -> bool:
@@ -121,7 +125,7 @@ class MaskedLinear(nn.Module):
         if state.method == "magnitude":
             with torch.no_grad():
                 importance = sum(
-                    (block_sums(m.weight.abs(), m.grid).T if t else block_sums(m.weight.abs(), m.grid)) for m, t in self.members
+                    (block_sums(m.weight.abs(), m.grid, m.parts).T if t else block_sums(m.weight.abs(), m.grid, m.parts)) for m, t in self.members
                 )
                 return keep_top(importance, state.sparsity)
         scores = self.mask_scores
@@ -140,11 +144,11 @@ class MaskedLinear(nn.Module):
 
     def masked_parameters(self, block_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         mask = self.block_mask() if block_mask is None else block_mask
-        weight = self.weight * expand_blocks(mask, (self.out_features, self.in_features))
+        weight = self.weight * expand_blocks(mask, (self.out_features, self.in_features), self.parts)
         bias = None
         if self.bias is not None:
             rows_alive = mask.detach().amax(dim=1)  # a row's bias goes when all its blocks are masked
-            bias = self.bias * rows_alive.repeat_interleave(self.out_features // self.grid[0])
+            bias = self.bias * rows_alive.repeat_interleave(self.out_features // (self.parts * self.grid[0])).repeat(self.parts)
         return weight, bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,7 +175,8 @@ class MaskedLinear(nn.Module):
 
     def extra_repr(self) -> str:
         source = "own scores" if self.owner is None else ("owner's scores, transposed" if self.transposed else "owner's scores")
-        return f"in_features={self.in_features}, out_features={self.out_features}, grid={self.grid}, {source}, group={self.group}"
+        parts = f", parts={self.parts}" if self.parts > 1 else ""
+        return f"in_features={self.in_features}, out_features={self.out_features}, grid={self.grid}{parts}, {source}, group={self.group}"
 
 
 def score_regularization(model: nn.Module, group_weights: dict[str, float]) -> torch.Tensor:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...architectures import check_divides, iter_layers, replace_module
+from ...architectures import attention_heads, check_divides, iter_layers, replace_module
 from ...errors import ConfigError
 from ...registry import TrainingExtras
 from .config import BlockPruningConfig
@@ -50,32 +50,33 @@ def apply_pruning(model: nn.Module, config: BlockPruningConfig) -> nn.Module:
 
 
 def _masked_attention(model, layer, att, config: BlockPruningConfig, state: PruningState) -> dict[str, MaskedLinear]:
-    full = [f"{layer.name}.{rel}" for rel in (att.query, att.key, att.value, att.output)]
-    query, key, value, output = (_plain_linear(model, name) for name in full)
+    # a fused [Q; K; V] linear (att.fused_qkv) is one name for the three projections
+    projections = list(dict.fromkeys(f"{layer.name}.{rel}" for rel in (att.query, att.key, att.value)))
+    output = f"{layer.name}.{att.output}"
     if config.attention_structure == "block":
-        linears = (query, key, value, output)
         return {name: MaskedLinear.from_linear(linear, _block_grid(name, linear, config.block_shape), state, "attention")
-                for name, linear in zip(full, linears)}
+                for name in (*projections, output) for linear in (_plain_linear(model, name),)}
     # one score per head, shared by its Q, K, V rows and its attention-output columns
-    heads = getattr(layer.module.get_submodule(att.module), att.num_heads_attr)
-    owner = MaskedLinear.from_linear(query, (heads, 1), state, "attention")
-    return {
-        full[0]: owner,
-        full[1]: MaskedLinear.from_linear(key, (heads, 1), state, "attention", owner),
-        full[2]: MaskedLinear.from_linear(value, (heads, 1), state, "attention", owner),
-        full[3]: MaskedLinear.from_linear(output, (1, heads), state, "attention", owner, transposed=True),
-    }
+    heads = attention_heads(layer.module, att)
+    owner = MaskedLinear.from_linear(_plain_linear(model, projections[0]), (heads, 1), state, "attention", parts=att.qkv_parts)
+    masked = {projections[0]: owner}
+    for name in projections[1:]:
+        masked[name] = MaskedLinear.from_linear(_plain_linear(model, name), (heads, 1), state, "attention", owner)
+    masked[output] = MaskedLinear.from_linear(_plain_linear(model, output), (1, heads), state, "attention", owner, transposed=True)
+    return masked
 
 
 def _masked_ffn(model, layer, config: BlockPruningConfig, state: PruningState) -> dict[str, MaskedLinear]:
-    full = [f"{layer.name}.{rel}" for rel in (layer.stack.ffn.input, layer.stack.ffn.output)]
+    ffn = layer.stack.ffn
+    full = [f"{layer.name}.{rel}" for rel in (ffn.input, ffn.output)]
     ffn_in, ffn_out = (_plain_linear(model, name) for name in full)
     if config.ffn_structure == "block":
         return {name: MaskedLinear.from_linear(linear, _block_grid(name, linear, config.block_shape), state, "ffn")
                 for name, linear in zip(full, (ffn_in, ffn_out))}
-    # one score per intermediate dim: W1's row and W2's column
-    owner = MaskedLinear.from_linear(ffn_in, (ffn_in.out_features, 1), state, "ffn")
-    return {full[0]: owner, full[1]: MaskedLinear.from_linear(ffn_out, (1, ffn_in.out_features), state, "ffn", owner, transposed=True)}
+    # one score per intermediate dim: W1's row (its up and gate rows when gated) and W2's column
+    dims = ffn_out.in_features
+    owner = MaskedLinear.from_linear(ffn_in, (dims, 1), state, "ffn", parts=ffn.input_parts)
+    return {full[0]: owner, full[1]: MaskedLinear.from_linear(ffn_out, (1, dims), state, "ffn", owner, transposed=True)}
 
 
 def rebuild_pruning(model: nn.Module, config: BlockPruningConfig, structure: dict | None = None) -> nn.Module:

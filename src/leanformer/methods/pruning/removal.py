@@ -25,7 +25,8 @@ import inspect
 import torch
 from torch import nn
 
-from ...architectures import ARCHITECTURES, AttentionSpec, LayerRef, get_architecture, iter_layers, replace_module
+from ...architectures import (ARCHITECTURES, AttentionSpec, LayerRef, attention_heads, get_architecture, iter_layers, replace_module,
+                              set_attention_heads)
 from ...errors import ConfigError, LeanformerError
 from .config import BlockPruningConfig
 from .layers import MaskedLinear, find_state
@@ -58,11 +59,13 @@ def surviving_heads(query: nn.Linear, key: nn.Linear, value: nn.Linear, output: 
     return keep.nonzero().flatten().tolist()
 
 
-def surviving_ffn_dims(ffn_in: nn.Linear, ffn_out: nn.Linear) -> list[int]:
-    """Intermediate dims whose W1 row and W2 column are both non-empty (at least one)."""
-    keep = _alive_rows(ffn_in) & (ffn_out.weight != 0).any(dim=0)
+def surviving_ffn_dims(ffn_in: nn.Linear, ffn_out: nn.Linear, parts: int = 1) -> list[int]:
+    """Intermediate dims whose W1 row(s) and W2 column are all non-empty (at least one). A gated W1
+    (`parts` = 2, rows [up; gate]) gives act(up)·gate: zero when either row is empty."""
+    dims = ffn_out.in_features
+    keep = _alive_rows(ffn_in).reshape(parts, dims).all(dim=0) & (ffn_out.weight != 0).any(dim=0)
     if not keep.any():
-        mass = ffn_in.weight.abs().sum(dim=1) + ffn_out.weight.abs().sum(dim=0)
+        mass = ffn_in.weight.abs().sum(dim=1).reshape(parts, dims).sum(dim=0) + ffn_out.weight.abs().sum(dim=0)
         keep[mass.argmax()] = True
     return keep.nonzero().flatten().tolist()
 
@@ -111,22 +114,28 @@ def _has_submodule(module: nn.Module, name: str) -> bool:
     return True
 
 
+def _rows(kept: list[int], size: int, parts: int, total: int, device) -> torch.Tensor:
+    """Row ids of blocks `kept` (each `size` rows) in each of `parts` stacked parts of `total` blocks."""
+    return torch.tensor([p * total * size + h * size + i for p in range(parts) for h in kept for i in range(size)],
+                        dtype=torch.long, device=device)
+
+
 def remove_heads(layer: LayerRef, att: AttentionSpec, kept: list[int], model_type: str) -> None:
     """Keep only heads `kept` (ids in the current numbering) of the layer's attention `att`."""
     attention = layer.module.get_submodule(att.module)
-    heads = getattr(attention, att.num_heads_attr)
+    heads = attention_heads(layer.module, att)
     if list(kept) == list(range(heads)):
         return
     query = layer.module.get_submodule(att.query)
-    d = query.out_features // heads
-    rows = torch.tensor([h * d + i for h in kept for i in range(d)], dtype=torch.long, device=query.weight.device)
+    d = query.out_features // att.qkv_parts // heads
+    rows = _rows(kept, d, 1, heads, query.weight.device)
     present = [rel for rel in att.head_projections if _has_submodule(layer.module, rel)]
-    for rel in (att.query, att.key, att.value, *present):
+    for rel in dict.fromkeys((att.query, att.key, att.value)):  # one name when fused: its [Q; K; V] rows
+        replace_module(layer.module, rel, _select(layer.module.get_submodule(rel), rows=_rows(kept, d, att.qkv_parts, heads, query.weight.device)))
+    for rel in present:
         replace_module(layer.module, rel, _select(layer.module.get_submodule(rel), rows=rows))
     replace_module(layer.module, att.output, _select(layer.module.get_submodule(att.output), cols=rows))
-    setattr(attention, att.num_heads_attr, len(kept))
-    if hasattr(attention, "all_head_size"):
-        attention.all_head_size = len(kept) * d
+    set_attention_heads(layer.module, att, len(kept), d)
     argument = ARCHITECTURES[model_type].shared_head_bias
     if argument is not None:
         _install_bias_selector(attention, list(kept), argument)
@@ -134,12 +143,13 @@ def remove_heads(layer: LayerRef, att: AttentionSpec, kept: list[int], model_typ
 
 def remove_ffn_dims(layer: LayerRef, kept: list[int]) -> None:
     ffn = layer.stack.ffn
-    ffn_in = layer.module.get_submodule(ffn.input)
-    if list(kept) == list(range(ffn_in.out_features)):
+    ffn_in, ffn_out = layer.module.get_submodule(ffn.input), layer.module.get_submodule(ffn.output)
+    dims = ffn_out.in_features
+    if list(kept) == list(range(dims)):
         return
     index = torch.tensor(kept, dtype=torch.long, device=ffn_in.weight.device)
-    replace_module(layer.module, ffn.input, _select(ffn_in, rows=index))
-    replace_module(layer.module, ffn.output, _select(layer.module.get_submodule(ffn.output), cols=index))
+    replace_module(layer.module, ffn.input, _select(ffn_in, rows=_rows(kept, 1, ffn.input_parts, dims, ffn_in.weight.device)))
+    replace_module(layer.module, ffn.output, _select(ffn_out, cols=index))
 
 
 def bake_masks(model: nn.Module) -> None:
@@ -151,16 +161,24 @@ def bake_masks(model: nn.Module) -> None:
 
 
 def _attention_linears(layer: LayerRef, att: AttentionSpec) -> list[nn.Linear]:
-    return [layer.module.get_submodule(rel) for rel in (att.query, att.key, att.value, att.output)]
+    """Q, K, V and output projections (a fused [Q; K; V] linear cut into its three row blocks)."""
+    get = layer.module.get_submodule
+    if att.fused_qkv:
+        fused = get(att.query)
+        third = fused.out_features // 3
+        q, k, v = (_select(fused, rows=torch.arange(i * third, (i + 1) * third, device=fused.weight.device)) for i in range(3))
+        return [q, k, v, get(att.output)]
+    return [get(rel) for rel in (att.query, att.key, att.value, att.output)]
 
 
 def _layer_linears(layer: LayerRef) -> list[nn.Linear]:
-    linears = [linear for att in layer.stack.attentions for linear in _attention_linears(layer, att)]
-    return linears + [layer.module.get_submodule(rel) for rel in (layer.stack.ffn.input, layer.stack.ffn.output)]
+    """Every linear of the layer's attentions and FFN, once each."""
+    rels = [rel for att in layer.stack.attentions for rel in (att.query, att.key, att.value, att.output)]
+    return [layer.module.get_submodule(rel) for rel in dict.fromkeys((*rels, layer.stack.ffn.input, layer.stack.ffn.output))]
 
 
 def _head_count(layer: LayerRef, att: AttentionSpec) -> int:
-    return getattr(layer.module.get_submodule(att.module), att.num_heads_attr)
+    return attention_heads(layer.module, att)
 
 
 def remove_pruned_structure(model: nn.Module) -> dict:
@@ -175,7 +193,7 @@ def remove_pruned_structure(model: nn.Module) -> dict:
             structure["heads"].append(len(heads))
             structure["head_indices"].append(heads)
         ffn = layer.stack.ffn
-        dims = surviving_ffn_dims(layer.module.get_submodule(ffn.input), layer.module.get_submodule(ffn.output))
+        dims = surviving_ffn_dims(layer.module.get_submodule(ffn.input), layer.module.get_submodule(ffn.output), ffn.input_parts)
         remove_ffn_dims(layer, dims)
         structure["ffn_dims"].append(len(dims))
     return structure
@@ -242,7 +260,7 @@ def _check_recorded_heads(layer: LayerRef, att: AttentionSpec, heads) -> None:
 
 
 def _check_recorded_ffn(layer: LayerRef, dims) -> None:
-    total = layer.module.get_submodule(layer.stack.ffn.input).out_features
+    total = layer.module.get_submodule(layer.stack.ffn.output).in_features
     if not _is_int(dims) or not 0 <= dims <= total:
         raise LeanformerError(f"the recorded pruning structure, {layer.stack.name} layer {layer.index}: ffn_dims must be a whole number "
                               f"in [0, {total}], got {dims!r:.80}; was config.json edited?")

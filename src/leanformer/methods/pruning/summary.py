@@ -12,7 +12,7 @@ import copy
 import torch
 from torch import nn
 
-from ...architectures import iter_layers
+from ...architectures import attention_heads, iter_layers
 from ...measure import flops_per_token, linear_parameters
 from .layers import mask_density
 
@@ -25,7 +25,7 @@ def _dense_reference(model: nn.Module) -> nn.Module:
 
 def _attention_heads(model: nn.Module) -> list[list[int]]:
     """Heads of each attention (self, then cross where the layer has one), per layer."""
-    return [[getattr(layer.module.get_submodule(att.module), att.num_heads_attr) for att in layer.stack.attentions]
+    return [[attention_heads(layer.module, att) for att in layer.stack.attentions]
             for layer in iter_layers(model)]
 
 
@@ -39,9 +39,9 @@ def pruning_report(model: nn.Module, seq_len: int = 128) -> dict:
     dense = _dense_reference(model)
     layers = []
     for layer, heads, dense_heads in zip(iter_layers(model), _attention_heads(model), _attention_heads(dense)):
-        ffn = layer.stack.ffn.input
+        ffn = layer.stack.ffn.output  # its columns are the FFN dims (a gated W1 has two rows per dim)
         row = {"stack": layer.stack.name, "layer": layer.index, "heads": heads[0], "heads_total": dense_heads[0],
-               "ffn_dims": layer.module.get_submodule(ffn).out_features, "ffn_total": dense.get_submodule(layer.name).get_submodule(ffn).out_features}
+               "ffn_dims": layer.module.get_submodule(ffn).in_features, "ffn_total": dense.get_submodule(layer.name).get_submodule(ffn).in_features}
         if len(heads) > 1:
             row.update(cross_heads=heads[1], cross_heads_total=dense_heads[1])
         layers.append(row)
