@@ -22,6 +22,7 @@ from .measure import (
     count_parameters,
     cpu_flags,
     cpu_name,
+    device_name,
     dummy_inputs,
     flops_per_token,
     forward_callable,
@@ -75,8 +76,10 @@ def benchmark(
     max_length: int = 128,
     command: str = "",
     progress: bool = True,
+    device: str = "cpu",
 ) -> list[BenchmarkRow]:
-    """One row per model (teacher first). Latencies of all models are measured interleaved."""
+    """One row per model (teacher first). Latencies of all models are measured interleaved.
+    `device`: where the PyTorch models run ("cuda" for a GPU; ONNX models run on the CPU)."""
     candidates = [teacher, *students]
     models = {c.label: load(c.path) for c in candidates}
     deployed = {}  # label -> (onnx file, onnxruntime runner)
@@ -86,6 +89,7 @@ def benchmark(
             raise ConfigError(f"runtime {c.runtime!r} of {c.label!r} is not one of auto, torch, onnx")
         if c.runtime == "onnx" or (c.runtime == "auto" and deployed_runtime(models[c.label])):
             deployed[c.label] = _deploy_onnx(models[c.label], Path(workdir.name) / c.label.replace("/", "_"), threads)
+    on_device = {label: model.to(device) for label, model in models.items() if label not in deployed}
     for c in candidates:
         limit = max_sequence_length(models[c.label].config)
         if limit is not None and seq_len > limit:
@@ -107,7 +111,8 @@ def benchmark(
             label: _onnx_forward_callable(deployed[label][1], model, batch_size, seq_len) if label in deployed else forward_callable(model, batch_size, seq_len)
             for label, model in models.items()
         }
-        latencies[batch_size] = compare_latency(fns, warmup=warmup, repeats=repeats, threads=threads, progress=progress)
+        latencies[batch_size] = compare_latency(fns, warmup=warmup, repeats=repeats, threads=threads, progress=progress,
+                                                devices={label: device for label in on_device})
 
     def measured(label: str, path: Path) -> dict:
         model = models[label]
@@ -122,6 +127,7 @@ def benchmark(
 
     t = measured(teacher.label, teacher.path)
     cpu, flags, path = cpu_name(), cpu_flags(), int8_path()
+    accelerator = device_name(device)
     rows = []
     for c in candidates:
         m = measured(c.label, c.path)
@@ -145,7 +151,8 @@ def benchmark(
                 teacher_flops_per_token=t["flops_per_token"],
                 command=command,
                 extra={"cpu": cpu, "cpu_flags": flags, "int8_path": path, "seq_len": seq_len, "threads": threads, "repeats": repeats, "batch_sizes": list(batch_sizes), "params_by_kind": count_parameters(models[c.label]),
-                       "runtime": (deployed_runtime(models[c.label]) or "onnxruntime") if c.label in deployed else "pytorch"},
+                       "runtime": (deployed_runtime(models[c.label]) or "onnxruntime") if c.label in deployed else "pytorch",
+                       **({"device": accelerator} if accelerator and c.label in on_device else {})},
             )
         )
     workdir.cleanup()

@@ -10,6 +10,7 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from .config import ConfigBase
 
@@ -29,11 +30,23 @@ class DemoConfig(ConfigBase):
         default=None, metadata={"help": "Only these methods (and the compositions of them); default: every registered method."}
     )
     output_dir: str = field(default="runs/demo", metadata={"help": "Where students, results.json and results.md go."})
+    precision: Literal["fp32", "bf16", "fp16"] = field(default="fp32", metadata={"help": "Training arithmetic of teacher and students (bf16: mixed precision)."})
+    device: Literal["auto", "cpu"] = field(default="auto", metadata={"help": "Training device: auto (the GPU when there is one) or cpu."})
+    benchmark_device: str = field(default="cpu", metadata={"help": "Where the PyTorch models are timed: cpu (the deployment target) or cuda."})
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})
+
+    def validate(self) -> None:
+        from .errors import ConfigError
+
+        if self.benchmark_device != "cpu" and self.benchmark_device.split(":")[0] != "cuda":
+            raise ConfigError(f"benchmark_device must be cpu or cuda[:N], got {self.benchmark_device!r}")
 
 
 def run_demo(cfg: DemoConfig) -> str:
     # here, not at the top: `DemoConfig` (and `leanformer demo --help`) stays import-light
+    from transformers import AutoConfig
+
+    from .architectures import get_architecture
     from .benchmark import Candidate, benchmark
     from .data import TaskConfig
     from .measure import markdown_table, write_results
@@ -47,7 +60,7 @@ def run_demo(cfg: DemoConfig) -> str:
     out.mkdir(parents=True, exist_ok=True)
     train = TrainConfig(
         epochs=cfg.epochs, batch_size=cfg.batch_size, max_length=cfg.max_length, learning_rate=5e-5,
-        logging_steps=10, save_steps=200, report_to="none", progress=cfg.progress,
+        logging_steps=10, save_steps=200, report_to="none", progress=cfg.progress, precision=cfg.precision, device=cfg.device,
     )
     task_cfg = TaskConfig(task=cfg.task, max_train_samples=cfg.train_samples)
     print(f"[1/3] teacher: fine-tune {cfg.model} on {cfg.task} ({cfg.train_samples} examples; cached after the first run)", flush=True)
@@ -57,7 +70,12 @@ def run_demo(cfg: DemoConfig) -> str:
     if cfg.max_eval_examples is not None:
         task.splits["test"] = task.splits["test"].select(range(min(cfg.max_eval_examples, len(task.splits["test"]))))
 
-    demos = {m.name: m for m in registered_methods() if m.demo_config() is not None and (cfg.methods is None or m.name in cfg.methods)}
+    spec = get_architecture(AutoConfig.from_pretrained(teacher_path))
+    chosen = [m for m in registered_methods() if cfg.methods is None or m.name in cfg.methods]
+    for m in chosen:
+        if m.unsupported(spec):
+            print(f"[2/3] {m.name}: skipped: {m.unsupported(spec)}", flush=True)
+    demos = {m.name: m for m in chosen if not m.unsupported(spec) and m.demo_config(spec) is not None}
     # compositions (short versions of presets such as prune_then_int8): a method that deploys last
     # compresses every other method's student
     plan = [(name, None) for name in demos] + [
@@ -70,7 +88,7 @@ def run_demo(cfg: DemoConfig) -> str:
         student_train = TrainConfig(**{**train.to_dict(), "epochs": cfg.student_epochs, "learning_rate": 1e-4, **method.demo_train})
         losses = method.default_distillation()
         path = distil_student(
-            teacher_path, method.demo_config(), task, student_train, losses, out / label, overwrite=True,
+            teacher_path, method.demo_config(spec), task, student_train, losses, out / label, overwrite=True,
             init_student=out / base if base else None,
         )
         students.append(Candidate(label, path, method=label))
@@ -82,7 +100,8 @@ def run_demo(cfg: DemoConfig) -> str:
     known = teacher_record["metrics"]["test"][task.spec.primary_metric] if cfg.max_eval_examples is None else None
     teacher = Candidate("teacher", teacher_path, metric=known)
     command = "leanformer demo " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["demo"] else "leanformer.demo.run_demo"
-    rows = benchmark(teacher, students, task, repeats=cfg.repeats, max_length=cfg.max_length, command=command, progress=cfg.progress)
+    rows = benchmark(teacher, students, task, repeats=cfg.repeats, max_length=cfg.max_length, command=command, progress=cfg.progress,
+                     device=cfg.benchmark_device)
     write_results(rows, out / "results.json")
     table = markdown_table(rows, title=f"leanformer demo: {cfg.model} on {cfg.task}")
     (out / "results.md").write_text(table + "\n")

@@ -127,8 +127,9 @@ class Method(ABC):
         return self.config_class()
 
     # --- demo -----------------------------------------------------------------------------------
-    def demo_config(self) -> ConfigBase | None:
-        """A short configuration for `leanformer demo` (minutes on 2 CPU cores), or None to skip."""
+    def demo_config(self, spec: ArchitectureSpec) -> ConfigBase | None:
+        """A short configuration for `leanformer demo` on the family `spec` describes (minutes on 2
+        CPU cores), or None to skip."""
         return None
 
     # TrainConfig overrides for the demo's short run (e.g. the learning rate that suits the method).

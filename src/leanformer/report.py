@@ -120,7 +120,8 @@ def tradeoff_figure(rows: list[BenchmarkRow], x: str) -> Figure | None:
 
 
 def _cpu(row: BenchmarkRow) -> str:
-    return row.extra.get("cpu", "CPU not recorded")
+    # the machine its latency was measured on: a GPU row is not comparable with a CPU row either
+    return row.extra.get("device") or row.extra.get("cpu", "CPU not recorded")
 
 
 def _loss_names(logs: list[list[dict]]) -> list[str]:

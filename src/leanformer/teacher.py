@@ -44,7 +44,9 @@ def model_class_for(kind: str):
 
 
 def teacher_key(finetune: FinetuneConfig, task: TaskConfig, train: TrainConfig, scratch: ScratchTranslationConfig | None = None) -> str:
-    training = {k: v for k, v in train.to_dict().items() if k not in ("progress", "report_to", "logging_steps", "save_steps", "eval_batch_size")}
+    training = {k: v for k, v in train.to_dict().items() if k not in ("progress", "report_to", "logging_steps", "save_steps", "eval_batch_size", "device")}
+    if training["precision"] == "fp32":  # keyed only when mixed: teachers cached before the setting keep their keys
+        del training["precision"]
     # the split settings joined TaskConfig later: keyed only when set, so cached teachers keep their keys
     data = {k: v for k, v in task.to_dict().items() if v is not None or k not in _SPLIT_SETTINGS}
     content = {"format": _TEACHER_FORMAT, "model": finetune.model, "task": data, "train": training}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from .config import ConfigBase
 from .errors import ConfigError
@@ -29,6 +29,10 @@ class TrainConfig(ConfigBase):
     save_steps: int = field(default=500, metadata={"help": "Write a resumable checkpoint every N steps."})
     report_to: str = field(default="tensorboard", metadata={"help": "Where the Trainer logs: 'tensorboard' or 'none'."})
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})
+    precision: Literal["fp32", "bf16", "fp16"] = field(
+        default="fp32", metadata={"help": "Training arithmetic: fp32, or the Trainer's mixed precision (bf16 on recent GPUs and CPUs; fp16 on GPUs)."})
+    device: Literal["auto", "cpu"] = field(
+        default="auto", metadata={"help": "auto: the GPU when there is one (several with accelerate launch / torchrun), else the CPU; cpu: the CPU always."})
 
     def validate(self) -> None:
         for name in ("batch_size", "eval_batch_size", "max_length", "logging_steps", "save_steps"):
@@ -71,6 +75,9 @@ class TrainConfig(ConfigBase):
             disable_tqdm=not self.progress,
             dataloader_num_workers=0,
             dataloader_pin_memory=False,  # CPU first; pinning only helps with an accelerator
+            bf16=self.precision == "bf16",
+            fp16=self.precision == "fp16",
+            use_cpu=self.device == "cpu",
         )
         kwargs.update(overrides)
         return TrainingArguments(**kwargs)

@@ -3,7 +3,8 @@
 Each submodule's docstring states its counting rules:
 - `parameters`: `count_parameters`, `linear_parameters`, `total_parameters`, `bytes_on_disk`
 - `flops`: `flops_per_token`
-- `latency`: `measure_latency`, `compare_latency`, `latency_of_model`, `dummy_inputs`, `cpu_name`, `cpu_flags`, `int8_path`
+- `latency`: `measure_latency`, `compare_latency`, `latency_of_model`, `time_call_ms`, `dummy_inputs`, `cpu_name`,
+  `cpu_flags`, `int8_path`, `device_name`
 - `results`: `BenchmarkRow`, `write_results`, `read_results`, `markdown_table`, `render_benchmark`
 """
 
@@ -13,11 +14,13 @@ from .latency import (
     compare_latency,
     cpu_flags,
     cpu_name,
+    device_name,
     dummy_inputs,
     forward_callable,
     int8_path,
     latency_of_model,
     measure_latency,
+    time_call_ms,
 )
 from .parameters import (
     KINDS,
@@ -46,6 +49,7 @@ __all__ = [
     "compare_latency",
     "cpu_flags",
     "cpu_name",
+    "device_name",
     "count_parameters",
     "dummy_inputs",
     "flops_per_token",
@@ -57,6 +61,7 @@ __all__ = [
     "measure_latency",
     "read_results",
     "render_benchmark",
+    "time_call_ms",
     "total_parameters",
     "weight_files",
     "write_results",

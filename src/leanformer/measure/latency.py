@@ -72,7 +72,18 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def _timed_call_ms(fn: Callable[[], Any]) -> float:
+def time_call_ms(fn: Callable[[], Any], device: torch.device | str | None = None) -> float:
+    """Milliseconds one call of `fn` takes. On a CUDA device, between CUDA events recorded on its
+    stream before and after the call (the kernels' time, not the launches'); elsewhere, wall time
+    (after synchronising CUDA if it is in use, so queued work is not left uncounted)."""
+    if device is not None and torch.device(device).type == "cuda":
+        with torch.cuda.device(device):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end)
     start = time.perf_counter()
     fn()
     _sync()
@@ -86,8 +97,10 @@ def measure_latency(
     repeats: int = 10,
     threads: int | None = 2,
     progress: str | None = None,
+    device: torch.device | str | None = None,
 ) -> LatencyResult:
-    """Latency of `fn()`: median of `repeats` timed calls after `warmup` discarded ones."""
+    """Latency of `fn()`: median of `repeats` timed calls after `warmup` discarded ones (timed on
+    `device`: see `time_call_ms`)."""
     _check_counts(warmup, repeats)
     samples: list[float] = []
     with _timing_context(threads):
@@ -98,7 +111,7 @@ def measure_latency(
                 _sync()
                 bar.update()
             for _ in range(repeats):
-                samples.append(_timed_call_ms(fn))
+                samples.append(time_call_ms(fn, device))
                 bar.update()
     return LatencyResult.from_samples(samples)
 
@@ -110,8 +123,11 @@ def compare_latency(
     repeats: int = 10,
     threads: int | None = 2,
     progress: bool = True,
+    devices: dict[str, torch.device | str] | None = None,
 ) -> dict[str, LatencyResult]:
-    """Latency of several callables measured round-robin in one run (one call of each per round)."""
+    """Latency of several callables measured round-robin in one run (one call of each per round);
+    `devices[name]` is where callable `name` runs when not on the CPU (see `time_call_ms`)."""
+    devices = devices or {}
     _check_counts(warmup, repeats)
     samples: dict[str, list[float]] = {name: [] for name in fns}
     with _timing_context(threads):
@@ -124,9 +140,20 @@ def compare_latency(
                     bar.update()
             for _ in range(repeats):
                 for name, fn in fns.items():
-                    samples[name].append(_timed_call_ms(fn))
+                    samples[name].append(time_call_ms(fn, devices.get(name)))
                     bar.update()
     return {name: LatencyResult.from_samples(s) for name, s in samples.items()}
+
+
+def device_name(device: torch.device | str) -> str | None:
+    """The accelerator a row was measured on ("NVIDIA H200 (cuda)"), or None for the CPU (rows
+    record the CPU anyway: `cpu_name`)."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return None
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (cuda)"
+    return device.type
 
 
 def cpu_name() -> str:
@@ -207,5 +234,6 @@ def forward_callable(model: nn.Module, batch_size: int, seq_len: int = 128, seed
 
 
 def latency_of_model(model: nn.Module, batch_size: int, seq_len: int = 128, **kwargs: Any) -> LatencyResult:
-    """Latency of one forward of `model` on dummy inputs; `kwargs` go to `measure_latency`."""
-    return measure_latency(forward_callable(model, batch_size, seq_len), **kwargs)
+    """Latency of one forward of `model` on dummy inputs, on the model's device; `kwargs` go to `measure_latency`."""
+    device = next((p.device for p in model.parameters()), None)
+    return measure_latency(forward_callable(model, batch_size, seq_len), device=device, **kwargs)

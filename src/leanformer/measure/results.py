@@ -12,8 +12,9 @@ Rules:
   = teacher bytes / bytes; speedup = teacher latency / latency (batch 1 and 32); FLOP reduction =
   teacher FLOPs / FLOPs. Larger ratios are better. A row whose `method` is "teacher" fills any
   missing teacher numbers from its own, so it shows 1.00×. Sizes are in MB (10^6 bytes).
-- Rows record the CPU they were measured on (`extra["cpu"]`, by `benchmark`); the legend names
-  it, and when a file holds rows of several CPUs a last column marks each row's (A, B, ...).
+- Rows record the CPU they were measured on (`extra["cpu"]`, by `benchmark`) and the GPU when the
+  model ran on one (`extra["device"]`, which then names the row's machine); the legend names it,
+  and when a file holds rows of several machines a last column marks each row's (A, B, ...).
 """
 
 from __future__ import annotations
@@ -190,7 +191,8 @@ def markdown_table(rows: Iterable[BenchmarkRow], *, title: str | None = None, cp
 
 
 def _cpu_of(row: BenchmarkRow) -> str:
-    return row.extra.get("cpu", "not recorded")
+    """The machine a row's latency was measured on: its accelerator when it ran on one, else its CPU."""
+    return row.extra.get("device") or row.extra.get("cpu", "not recorded")
 
 
 def render_benchmark(results_json_path: str | Path, markdown_path: str | Path, *, title: str, command: str) -> None:

@@ -39,8 +39,9 @@ class DepthMethod(Method):
         first = any(stack.keeps_first_layer for stack in spec.stacks)  # ModernBERT: layer 0 stays
         return DepthConfig(num_layers=1, decoder_num_layers=1 if spec.is_encoder_decoder else None, strategy="first" if first else "uniform")
 
-    def demo_config(self):
-        return DepthConfig(num_layers=3)
+    def demo_config(self, spec):
+        first = any(stack.keeps_first_layer for stack in spec.stacks)
+        return DepthConfig(num_layers=3, strategy="first" if first else "uniform")
 
 
 register_method(DepthMethod())

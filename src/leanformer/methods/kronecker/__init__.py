@@ -52,7 +52,7 @@ class KroneckerMethod(Method):
         # encoder-decoders tie the word table to the output layer: it stays dense there
         return KroneckerConfig(attention_a=[4, 2], ffn_a=[8, 4], embedding_n=0 if spec.is_encoder_decoder else 4)
 
-    def demo_config(self):
+    def demo_config(self, spec):
         return KroneckerConfig(target_compression=8.0)
 
 

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import math
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...measure.latency import time_call_ms
 from .nearest import kron_sum, nearest_kronecker_product
 
 # Factored when its FLOPs are at most this fraction of the dense matmul's (training, export, FLOP
@@ -205,9 +205,7 @@ class KroneckerLinear(nn.Module):
             call()
         for _ in range(_TUNING_REPEATS):  # interleaved, so drift hits every plan alike
             for plan, call in calls.items():
-                start = time.perf_counter()
-                call()
-                times[plan].append(time.perf_counter() - start)
+                times[plan].append(time_call_ms(call, x.device))  # CUDA events on a GPU
         return min(plans, key=lambda p: statistics.median(times[p]))
 
     def run_plan(self, x: torch.Tensor, plan: str) -> torch.Tensor:

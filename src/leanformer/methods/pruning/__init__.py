@@ -57,7 +57,7 @@ class BlockPruningMethod(Method):
     def tiny_config(self, spec):
         return BlockPruningConfig.hybrid(block_shape=[8, 8])
 
-    def demo_config(self):
+    def demo_config(self, spec):
         return demo_pruning_config()
 
 

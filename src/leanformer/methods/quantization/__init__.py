@@ -77,8 +77,8 @@ class QuantizationMethod(Method):
         # attention matmuls are quantized through transformers' attention interface (not MPNet's own attention)
         return QuantizationConfig(quantize_attention=spec.attention_interface)
 
-    def demo_config(self):
-        return QuantizationConfig()
+    def demo_config(self, spec):
+        return self.tiny_config(spec)  # every matmul where the family's attention allows it
 
 
 register_method(QuantizationMethod())
