@@ -66,7 +66,7 @@ register_method(BlockPruningMethod())
 __getattr__, __dir__, _lazy = lazy_exports(__name__, {
     ".layers": ("MaskedLinear", "PruningState", "expand_blocks", "find_state", "score_regularization"),
     ".model": ("apply_pruning", "pruning_training_extras", "rebuild_pruning"),
-    ".removal": ("apply_structure", "bake_masks", "fill_zeros", "finalize_pruning", "remove_pruned_structure", "surviving_ffn_dims", "surviving_heads"),
+    ".removal": ("bake_masks", "fill_zeros", "finalize_pruning", "remove_pruned_structure", "surviving_ffn_dims", "surviving_heads"),
     ".summary": ("pruning_report",),
     ".schedule": ("PruningScheduleCallback", "cubic_threshold_schedule", "finish_state", "regularization_lambda", "update_state"),
     ".figures": ("structure_figure",),

@@ -15,9 +15,9 @@ from torch import nn
 from ...architectures import attention_heads, check_divides, iter_layers, replace_module
 from ...errors import ConfigError
 from ...registry import TrainingExtras
+from ...shrink import apply_structure
 from .config import BlockPruningConfig
 from .layers import SCORES, MaskedLinear, PruningState, find_state, mask_density, score_regularization
-from .removal import apply_structure
 from .schedule import PruningScheduleCallback, finish_state
 
 

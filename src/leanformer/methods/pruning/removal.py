@@ -8,34 +8,22 @@ Rules (all exact: the smaller model computes what the masked one did):
   surviving weight in Q, K, V and the attention output);
 - an FFN dim is removed when its W1 row (weights and bias) or its W2 column is empty (exact for
   activations with act(0) = 0: GELU, ReLU, SiLU); each layer keeps at least one dim.
-Removal slices Q/K/V rows, attention-output columns, W1 rows (and biases) and W2 columns into
-plain `nn.Linear`s and updates the attention module's head count attributes, so the model stays
-its transformers class. The kept structure is what `finalize_pruning` returns (saved in the recipe stage):
-    {"heads": [kept per attention], "head_indices": [[kept head ids] per attention], "ffn_dims": [kept per layer]}
-where the attentions are listed in layer order, each layer's in its table order: one per encoder
-layer, then for encoder-decoders each decoder layer's self-attention and cross-attention.
-`apply_structure` reproduces it on a freshly built dense model for `leanformer.load`.
+The slicing itself is `leanformer.shrink` (shared with depth's narrowing); the kept structure,
+in its format, is what `finalize_pruning` returns (saved in the recipe stage) and what
+`leanformer.shrink.apply_structure` reproduces on a freshly built dense model for `leanformer.load`.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-
 import torch
 from torch import nn
 
-from ...architectures import (ARCHITECTURES, AttentionSpec, LayerRef, attention_heads, get_architecture, iter_layers, replace_module,
-                              set_attention_heads)
-from ...errors import ConfigError, LeanformerError
+from ...architectures import AttentionSpec, LayerRef, attention_heads, get_architecture, iter_layers, replace_module
+from ...errors import ConfigError
+from ...shrink import remove_ffn_dims, remove_heads, sliced_linear
 from .config import BlockPruningConfig
 from .layers import MaskedLinear, find_state
 from .schedule import finish_state
-
-# After removing heads of a family whose attention takes a bias for all heads at once (the table's
-# `shared_head_bias`, MPNet's relative position bias), a pre-hook hands each layer its kept heads' slice.
-KEPT_HEADS_BUFFER = "pruned_head_index"
-
 
 def _alive_rows(linear: nn.Linear) -> torch.Tensor:
     alive = (linear.weight != 0).any(dim=1)
@@ -70,88 +58,6 @@ def surviving_ffn_dims(ffn_in: nn.Linear, ffn_out: nn.Linear, parts: int = 1) ->
     return keep.nonzero().flatten().tolist()
 
 
-def _select(linear: nn.Linear, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None) -> nn.Linear:
-    """A new `nn.Linear` with the chosen output rows (and bias entries) and input columns."""
-    weight = linear.weight.detach()
-    bias = linear.bias.detach() if linear.bias is not None else None
-    if rows is not None:
-        weight = weight.index_select(0, rows)
-        bias = bias.index_select(0, rows) if bias is not None else None
-    if cols is not None:
-        weight = weight.index_select(1, cols)
-    new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device=weight.device, dtype=weight.dtype)
-    with torch.no_grad():
-        new.weight.copy_(weight)
-        if bias is not None:
-            new.bias.copy_(bias)
-    return new
-
-
-def _select_bias_heads(module: nn.Module, args: tuple, kwargs: dict, *, name: str, index: int):
-    heads = getattr(module, KEPT_HEADS_BUFFER)
-    if kwargs.get(name) is not None:
-        kwargs = {**kwargs, name: kwargs[name].index_select(1, heads)}
-    elif len(args) > index and args[index] is not None:
-        args = (*args[:index], args[index].index_select(1, heads), *args[index + 1:])
-    return args, kwargs
-
-
-def _install_bias_selector(attention: nn.Module, kept: list[int], argument: str) -> None:
-    index = torch.tensor(kept, dtype=torch.long, device=next(attention.parameters()).device)
-    if hasattr(attention, KEPT_HEADS_BUFFER):  # already pruned once: compose the selections
-        setattr(attention, KEPT_HEADS_BUFFER, getattr(attention, KEPT_HEADS_BUFFER).index_select(0, index))
-        return
-    attention.register_buffer(KEPT_HEADS_BUFFER, index, persistent=False)
-    position = list(inspect.signature(attention.forward).parameters).index(argument)
-    attention.register_forward_pre_hook(functools.partial(_select_bias_heads, name=argument, index=position), with_kwargs=True)
-
-
-def _has_submodule(module: nn.Module, name: str) -> bool:
-    try:
-        module.get_submodule(name)
-    except AttributeError:
-        return False
-    return True
-
-
-def _rows(kept: list[int], size: int, parts: int, total: int, device) -> torch.Tensor:
-    """Row ids of blocks `kept` (each `size` rows) in each of `parts` stacked parts of `total` blocks."""
-    return torch.tensor([p * total * size + h * size + i for p in range(parts) for h in kept for i in range(size)],
-                        dtype=torch.long, device=device)
-
-
-def remove_heads(layer: LayerRef, att: AttentionSpec, kept: list[int], model_type: str) -> None:
-    """Keep only heads `kept` (ids in the current numbering) of the layer's attention `att`."""
-    attention = layer.module.get_submodule(att.module)
-    heads = attention_heads(layer.module, att)
-    if list(kept) == list(range(heads)):
-        return
-    query = layer.module.get_submodule(att.query)
-    d = query.out_features // att.qkv_parts // heads
-    rows = _rows(kept, d, 1, heads, query.weight.device)
-    present = [rel for rel in att.head_projections if _has_submodule(layer.module, rel)]
-    for rel in dict.fromkeys((att.query, att.key, att.value)):  # one name when fused: its [Q; K; V] rows
-        replace_module(layer.module, rel, _select(layer.module.get_submodule(rel), rows=_rows(kept, d, att.qkv_parts, heads, query.weight.device)))
-    for rel in present:
-        replace_module(layer.module, rel, _select(layer.module.get_submodule(rel), rows=rows))
-    replace_module(layer.module, att.output, _select(layer.module.get_submodule(att.output), cols=rows))
-    set_attention_heads(layer.module, att, len(kept), d)
-    argument = ARCHITECTURES[model_type].shared_head_bias
-    if argument is not None:
-        _install_bias_selector(attention, list(kept), argument)
-
-
-def remove_ffn_dims(layer: LayerRef, kept: list[int]) -> None:
-    ffn = layer.stack.ffn
-    ffn_in, ffn_out = layer.module.get_submodule(ffn.input), layer.module.get_submodule(ffn.output)
-    dims = ffn_out.in_features
-    if list(kept) == list(range(dims)):
-        return
-    index = torch.tensor(kept, dtype=torch.long, device=ffn_in.weight.device)
-    replace_module(layer.module, ffn.input, _select(ffn_in, rows=_rows(kept, 1, ffn.input_parts, dims, ffn_in.weight.device)))
-    replace_module(layer.module, ffn.output, _select(ffn_out, cols=index))
-
-
 def bake_masks(model: nn.Module) -> None:
     """Replace every `MaskedLinear` by a plain `nn.Linear` holding its masked weight and bias."""
     masked = [(name, m) for name, m in model.named_modules() if isinstance(m, MaskedLinear)]
@@ -166,7 +72,7 @@ def _attention_linears(layer: LayerRef, att: AttentionSpec) -> list[nn.Linear]:
     if att.fused_qkv:
         fused = get(att.query)
         third = fused.out_features // 3
-        q, k, v = (_select(fused, rows=torch.arange(i * third, (i + 1) * third, device=fused.weight.device)) for i in range(3))
+        q, k, v = (sliced_linear(fused, rows=torch.arange(i * third, (i + 1) * third, device=fused.weight.device)) for i in range(3))
         return [q, k, v, get(att.output)]
     return [get(rel) for rel in (att.query, att.key, att.value, att.output)]
 
@@ -177,10 +83,6 @@ def _layer_linears(layer: LayerRef) -> list[nn.Linear]:
     return [layer.module.get_submodule(rel) for rel in dict.fromkeys((*rels, layer.stack.ffn.input, layer.stack.ffn.output))]
 
 
-def _head_count(layer: LayerRef, att: AttentionSpec) -> int:
-    return attention_heads(layer.module, att)
-
-
 def remove_pruned_structure(model: nn.Module) -> dict:
     """Remove dead heads of every attention and dead FFN dims of every layer (masks already baked);
     returns the structure kept."""
@@ -188,7 +90,7 @@ def remove_pruned_structure(model: nn.Module) -> dict:
     structure: dict[str, list] = {"heads": [], "head_indices": [], "ffn_dims": []}
     for layer in iter_layers(model):
         for att in layer.stack.attentions:
-            heads = surviving_heads(*_attention_linears(layer, att), _head_count(layer, att))
+            heads = surviving_heads(*_attention_linears(layer, att), attention_heads(layer.module, att))
             remove_heads(layer, att, heads, model_type)
             structure["heads"].append(len(heads))
             structure["head_indices"].append(heads)
@@ -222,45 +124,3 @@ def finalize_pruning(model: nn.Module, config: BlockPruningConfig) -> tuple[nn.M
     return model, structure
 
 
-def apply_structure(model: nn.Module, structure: dict) -> nn.Module:
-    """Slice a dense model to a recorded structure (values are replaced by the loaded weights)."""
-    layers = list(iter_layers(model))
-    attentions = [(layer, att) for layer in layers for att in layer.stack.attentions]
-    try:
-        head_indices, ffn_dims = structure["head_indices"], structure["ffn_dims"]
-    except (KeyError, TypeError):
-        raise LeanformerError(f"the recorded pruning structure has no head_indices/ffn_dims: {structure!r}") from None
-    if len(head_indices) != len(attentions) or len(ffn_dims) != len(layers):
-        raise LeanformerError(
-            f"the recorded pruning structure describes {len(head_indices)} attentions (head_indices) and {len(ffn_dims)} layers "
-            f"(ffn_dims) but the model has {len(attentions)} and {len(layers)}; was config.json edited?"
-        )
-    model_type = get_architecture(model).model_type
-    for (layer, att), heads in zip(attentions, head_indices):
-        _check_recorded_heads(layer, att, heads)
-        remove_heads(layer, att, heads, model_type)
-    for layer, dims in zip(layers, ffn_dims):
-        _check_recorded_ffn(layer, dims)
-        remove_ffn_dims(layer, list(range(dims)))
-    return model
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-# A recorded structure that the dense model can be sliced to: distinct head ids in range, in order, and
-# an FFN width within the dense one (else a hand-edited config.json would be a traceback or, worse, a
-# silently different model).
-def _check_recorded_heads(layer: LayerRef, att: AttentionSpec, heads) -> None:
-    total = _head_count(layer, att)
-    if not isinstance(heads, list) or not all(_is_int(h) for h in heads) or heads != sorted(set(heads)) or any(not 0 <= h < total for h in heads):
-        raise LeanformerError(f"the recorded pruning structure, {layer.stack.name} layer {layer.index} {att.module}: head_indices must be "
-                              f"distinct increasing head ids in [0, {total}), got {heads!r:.80}; was config.json edited?")
-
-
-def _check_recorded_ffn(layer: LayerRef, dims) -> None:
-    total = layer.module.get_submodule(layer.stack.ffn.output).in_features
-    if not _is_int(dims) or not 0 <= dims <= total:
-        raise LeanformerError(f"the recorded pruning structure, {layer.stack.name} layer {layer.index}: ffn_dims must be a whole number "
-                              f"in [0, {total}], got {dims!r:.80}; was config.json edited?")
