@@ -217,3 +217,80 @@ def test_modernbert_keeps_each_layers_local_or_global_attention(tmp_path):
 def test_modernbert_refuses_a_student_without_its_first_layer():
     with pytest.raises(ConfigError, match="keep layer 0"):
         leanformer.compress(_modernbert(), DepthConfig(num_layers=2))  # uniform: layers 1 and 3
+
+
+KEPT_HEADS = [[0, 2], [1]]  # of student layers 0 and 1 (teacher layers 1 and 3)
+KEPT_DIMS = [list(range(0, 64, 2)), [3, 9, 20, 41, 63]]
+
+
+def test_a_narrowed_student_is_the_teacher_with_those_heads_and_dims_silenced(tmp_path):
+    """Independently: the teacher's layers 1 and 3 with the removed heads' columns of the attention
+    output and the removed dims' columns of W2 set to zero (which silences them) give the same logits."""
+    teacher = _teacher()
+    student = leanformer.compress(teacher, DepthConfig(layers=[1, 3], head_indices=KEPT_HEADS, ffn_indices=KEPT_DIMS))
+    layer = student.bert.encoder.layer[1]
+    assert (layer.attention.self.query.out_features, layer.attention.output.dense.in_features, layer.output.dense.in_features) == (8, 8, 5)
+    silenced = leanformer.compress(teacher, DepthConfig(layers=[1, 3]))
+    with torch.no_grad():
+        for layer, heads, dims in zip(silenced.bert.encoder.layer, KEPT_HEADS, KEPT_DIMS):
+            for h in set(range(4)) - set(heads):
+                layer.attention.output.dense.weight[:, h * 8:(h + 1) * 8] = 0
+            for d in set(range(64)) - set(dims):
+                layer.output.dense.weight[:, d] = 0
+        inputs = tiny_inputs(teacher)
+        torch.testing.assert_close(student(**inputs).logits, silenced(**inputs).logits, rtol=1e-5, atol=1e-6)
+    (stage,) = leanformer.recipe_of(student)
+    assert stage["structure"] == {"teacher_layers": {"encoder": [1, 3]}, "heads": [2, 1], "head_indices": KEPT_HEADS, "ffn_dims": [32, 5]}
+    leanformer.save(student, tmp_path / "s")
+    with torch.no_grad():
+        torch.testing.assert_close(leanformer.load(tmp_path / "s")(**inputs).logits, student(**inputs).logits, rtol=0, atol=0)
+
+
+def test_head_and_dim_importance_is_the_gradient_of_a_mask_on_them():
+    """Independently: masks m = 1 multiplying each head's context and each FFN activation (forward
+    pre-hooks), |∂L/∂m| per batch by autograd, averaged over the batches."""
+    from leanformer.methods.depth import head_and_ffn_importance
+
+    model = _teacher(2)
+    batches = _labelled_batches(model, 2)
+    heads, dims = head_and_ffn_importance(model, batches)
+    expected_heads, expected_dims = [torch.zeros(4), torch.zeros(4)], [torch.zeros(64), torch.zeros(64)]
+    for batch in batches:
+        masks = [torch.ones(4, requires_grad=True) for _ in range(2)] + [torch.ones(64, requires_grad=True) for _ in range(2)]
+        handles = []
+        for i, layer in enumerate(model.bert.encoder.layer):
+            handles.append(layer.attention.output.dense.register_forward_pre_hook(
+                lambda m, args, mask=masks[i]: (args[0] * mask.repeat_interleave(8),)))
+            handles.append(layer.output.dense.register_forward_pre_hook(lambda m, args, mask=masks[2 + i]: (args[0] * mask,)))
+        grads = torch.autograd.grad(model(**batch).loss, masks)
+        for handle in handles:
+            handle.remove()
+        for i in range(2):
+            expected_heads[i] += grads[i].abs() / len(batches)
+            expected_dims[i] += grads[2 + i].abs() / len(batches)
+    for got, want in zip(heads + dims, expected_heads + expected_dims):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-7)
+
+
+def test_narrowing_by_importance_through_distillation_pairs_attention_with_the_kept_teacher_heads(tmp_path):
+    from leanformer.data import TaskConfig
+    from leanformer.distill import default_intermediate_pairs
+    from leanformer.student import distil_student
+    from leanformer.training import TrainConfig
+    from tiny_models import write_tiny_task
+
+    write_tiny_task(tmp_path, rows=24)
+    task = TaskConfig(task=str(tmp_path / "data.csv")).load()
+    train = TrainConfig(max_steps=2, batch_size=4, max_length=16, report_to="none", progress=False, save_steps=100)
+    config = DepthConfig(num_layers=1, heads=2, ffn_dims=16, importance_batches=2)
+    losses = DistillationConfig(hidden_weight=1.0, attention_weight=1.0, logit_weight=1.0)  # the attention loss needs the head mapping
+    out = distil_student(tmp_path / "teacher", config, task, train, losses, tmp_path / "student")
+    student = leanformer.load(out)
+    (stage,) = leanformer.recipe_of(student)
+    assert [len(h) for h in stage["config"]["head_indices"]] == [2] and [len(d) for d in stage["config"]["ffn_indices"]] == [16]
+    assert stage["structure"]["head_indices"] == stage["config"]["head_indices"] and stage["structure"]["ffn_dims"] == [16]
+    teacher = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "teacher")
+    (pair,) = [p for p in default_intermediate_pairs(student, teacher, losses) if p.group == "attention"]
+    assert pair.teacher.name == "bert.encoder.layer.1.attention.self" and list(pair.teacher_heads) == stage["config"]["head_indices"][0]
+    with pytest.raises(ConfigError, match="heads and ffn_dims are chosen from training data"):
+        leanformer.compress(teacher, DepthConfig(num_layers=1, heads=2))

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).parent.parent / "src" / "leanformer"
 # the registry lists; each method folder is the "methods" layer.
 LAYERS = {
     "core": [
-        "leanformer", "leanformer.errors", "leanformer.paths", "leanformer.config", "leanformer.architectures",
+        "leanformer", "leanformer.errors", "leanformer.paths", "leanformer.config", "leanformer.architectures", "leanformer.shrink",
         "leanformer.data", "leanformer.metrics", "leanformer.measure", "leanformer.pretrained", "leanformer.training",
         "leanformer.translation_teacher", "leanformer.distill", "leanformer.deploy",
         "leanformer.registry", "leanformer.api", "leanformer.recipe", "leanformer.evaluation", "leanformer.methods",

@@ -66,6 +66,8 @@ class IntermediatePair:
     group: str  # "embeddings" | "hidden" | "attention": the name it is logged under
     query_stream: Stream = "encoder"  # which attention mask covers the positions
     key_stream: Stream = "encoder"  # (attention scores only) which mask covers the keys
+    # (attention scores only) the teacher heads the student's heads came from, when some were removed
+    teacher_heads: tuple[int, ...] | None = None
 
 
 def layer_pairs(n_student: int, n_teacher: int, layer_map: str) -> list[tuple[int, int]]:
@@ -83,6 +85,20 @@ def recorded_teacher_layers(student: nn.Module) -> dict[str, list[int]]:
     for stage in (getattr(student.config, "leanformer", None) or {}).get("recipe", []):
         recorded.update((stage.get("structure") or {}).get("teacher_layers") or {})
     return recorded
+
+
+def recorded_teacher_heads(student: nn.Module) -> list[list[int]] | None:
+    """The teacher head each student head came from, per attention (layer order), composed over the
+    recipe stages that removed heads (`head_indices` in their structure); None when none did."""
+    kept = None
+    for stage in (getattr(student.config, "leanformer", None) or {}).get("recipe", []):
+        indices = (stage.get("structure") or {}).get("head_indices")
+        if indices is None:
+            continue
+        if kept is not None and len(kept) != len(indices):
+            raise ConfigError("two recipe stages removed heads from different numbers of attentions: distil without attention_weight")
+        kept = indices if kept is None else [[before[h] for h in now] for before, now in zip(kept, indices)]
+    return kept
 
 
 def default_intermediate_pairs(student: nn.Module, teacher: nn.Module, config: DistillationConfig) -> list[IntermediatePair]:
@@ -106,6 +122,8 @@ def default_intermediate_pairs(student: nn.Module, teacher: nn.Module, config: D
         )
     s_layers, t_layers = list(iter_layers(student)), list(iter_layers(teacher))
     recorded = recorded_teacher_layers(student)
+    heads = recorded_teacher_heads(student) if config.attention_weight else None
+    attention_index = {(layer.name, att.module): a for a, (layer, att) in enumerate((l, att) for l in s_layers for att in l.stack.attentions)}
     for stack_s, stack_t in zip(spec_s.stacks, spec_t.stacks):
         ls = [layer for layer in s_layers if layer.stack is stack_s]
         lt = [layer for layer in t_layers if layer.stack is stack_t]
@@ -130,6 +148,7 @@ def default_intermediate_pairs(student: nn.Module, teacher: nn.Module, config: D
                             "attention",
                             stream,
                             "encoder" if att_s.cross else stream,
+                            tuple(heads[attention_index[(ls[i].name, att_s.module)]]) if heads else None,
                         )
                     )
     return pairs

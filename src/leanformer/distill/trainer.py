@@ -126,6 +126,8 @@ class DistillationTrainer(Trainer):
         for pair in self.pairs:
             s = self._student_capture.values[pair.student]
             t = self._teacher_capture.values[pair.teacher]
+            if pair.teacher_heads is not None:  # the student's heads are some of the teacher's
+                t = t[:, list(pair.teacher_heads)]
             groups[pair.group].append(pair.weight * masked_mse(s, t, _pair_mask(inputs, pair, s)))
         for group, terms in groups.items():
             losses[group] = sum(terms) / len(terms)

@@ -21,9 +21,9 @@ class DepthMethod(Method):
         return apply_depth(model, config)
 
     def choose(self, model, config, batches):
-        from .model import choose_important_layers
+        from .model import choose
 
-        return choose_important_layers(model, config, batches)
+        return choose(model, config, batches)
 
     def rebuild(self, model, config, structure):
         from .model import check_rebuilt
@@ -47,6 +47,7 @@ class DepthMethod(Method):
 register_method(DepthMethod())
 
 __getattr__, __dir__, _lazy = lazy_exports(__name__, {
-    ".model": ("apply_depth", "keep_layers", "chosen_layers", "drop_one_layer_losses", "choose_important_layers"),
+    ".model": ("apply_depth", "keep_layers", "chosen_layers", "drop_one_layer_losses", "choose_important_layers", "head_and_ffn_importance",
+               "narrow", "choose"),
 })
 __all__ = ["DepthConfig", "DepthMethod", *_lazy]
