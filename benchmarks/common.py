@@ -61,3 +61,26 @@ def record_rows(measured: list[BenchmarkRow], out_json: Path, markdown: Path, *,
     rows.update({(r.model, r.task): r for r in measured})
     write_results(list(rows.values()), out_json)
     render_benchmark(out_json, markdown, title=title, command=command)
+
+
+def generation_latency(runners: dict, tokenizer, sources: list[str], *, repeats: int, new_tokens: int = 32) -> dict[int, dict]:
+    """{batch size: {label: LatencyResult}} for b1 and b32: PyTorch translation models and
+    `OnnxSeq2Seq` graphs timed interleaved in one run, each generating exactly `new_tokens` greedy
+    tokens from the same `sources` (so every backend does the same work)."""
+    import torch
+
+    from leanformer.deploy.seq2seq import OnnxSeq2Seq
+    from leanformer.measure import compare_latency
+
+    def generate(runner, batch):
+        if isinstance(runner, OnnxSeq2Seq):
+            return runner.generate(batch["input_ids"], batch["attention_mask"], max_new_tokens=new_tokens, stop_at_eos=False)
+        return runner.generate(**batch, max_new_tokens=new_tokens, min_new_tokens=new_tokens, num_beams=1, do_sample=False)
+
+    latency = {}
+    for b in (1, 32):
+        batch = tokenizer(sources[:b], padding=True, return_tensors="pt")
+        with torch.inference_mode():
+            latency[b] = compare_latency({k: (lambda r=r: generate(r, batch)) for k, r in runners.items()}, repeats=repeats, threads=2, progress=False)
+        print(f"generation latency, batch {b}, {new_tokens} tokens:", {k: round(v.median_ms, 1) for k, v in latency[b].items()}, flush=True)
+    return latency

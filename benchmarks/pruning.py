@@ -1,6 +1,7 @@
-"""Block movement pruning on MiniLM-L6: hybrid filled at three regularisation strengths, and struct.
+"""Block movement pruning on MiniLM-L6: hybrid filled at three regularisation strengths, and struct;
+and on the Bible EN→FR Marian teacher: hybrid filled, and pruning → 8-bit QAT deployed as int8 ONNX.
 
-    .venv/bin/python benchmarks/pruning.py [--tasks glue/sst2 glue/mrpc squad_v1] [--repeats 10]
+    .venv/bin/python benchmarks/pruning.py [--tasks glue/sst2 glue/mrpc squad_v1 bible_en_fr] [--repeats 10]
         [--train_samples 2500 --epochs 2] [--score_lr 0.2]   # other budgets / score rates: rows tagged
 
 Sparsity is set by λ (the paper's knob): hybrid filled at λ = 5, 10, 20, struct at λ = 10 (and, on
@@ -10,6 +11,12 @@ below), finalized (empty heads and FFN dims physically removed), and measured ag
 in one interleaved run: metric, linear parameters, heads and FFN dims kept, FLOP
 reduction and CPU latency at batch 1 and 32 (seq 128, 2 threads). Students are kept under
 runs/bench/pruning/; rows go to benchmarks/results/pruning.json as soon as a task is done.
+
+Translation (`--tasks bible_en_fr`; the teacher of benchmarks/quantization.py): every attention
+(encoder self; decoder self and cross) and FFN is pruned; rows give greedy BLEU on the test verses
+and generation latency (32 new tokens, b1/b32, 2 threads) of the PyTorch teacher, the pruned
+student (PyTorch) and the pruned → int8 student (encoder + cached decoder in onnxruntime), timed
+interleaved in one run.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from teacher import teacher_settings  # noqa: E402  (same teachers as benchmarks
 
 HERE = Path(__file__).parent
 RUNS = Path("runs/bench/pruning")
+TITLE = "Block movement pruning on MiniLM-L6 (test split)"
 
 # SQuAD v1 teacher (not in teacher.md, which covers classification): the train split by article.
 SQUAD_TEACHER = dict(epochs=2.0, max_length=256, batch_size=32, learning_rate=1e-4)
@@ -44,6 +52,7 @@ STUDENT_TRAIN = {
     "glue/sst2": dict(max_train_samples=8000, epochs=3.0),
     "glue/mrpc": dict(epochs=5.0),
     "squad_v1": dict(epochs=2.0, max_length=256),
+    "bible_en_fr": dict(epochs=2.0, max_length=128, batch_size=64),
 }
 SCHEDULE = dict(score_learning_rate=0.05, initial_warmup=0.05, final_warmup=0.2)
 VARIANTS = {
@@ -74,6 +83,9 @@ def main() -> None:
     command = command_line()
 
     for name in args.tasks:
+        if name == "bible_en_fr":
+            translation(args, command)
+            continue
         teacher_path = _teacher(name)
         settings, budget = student_budget(STUDENT_TRAIN[name], args.train_samples, args.epochs)
         tags = [budget] if budget else []
@@ -101,7 +113,61 @@ def main() -> None:
         if args.train_only:
             continue
         measured = measure_students(teacher_path, students, task, repeats=args.repeats, command=command, max_length=train.max_length)
-        record_rows(measured, HERE / "results" / "pruning.json", HERE / "pruning.md", title="Block movement pruning on MiniLM-L6 (test split)", command=command)
+        record_rows(measured, HERE / "results" / "pruning.json", HERE / "pruning.md", title=TITLE, command=command)
+
+
+def translation(args, command: str) -> None:
+    """Pruned and pruned → int8 Marian students vs their teacher: greedy BLEU, size, generation latency."""
+    from transformers import AutoTokenizer
+
+    from common import generation_latency
+    from leanformer.deploy.seq2seq import OnnxSeq2Seq, export_seq2seq_onnx
+    from leanformer.evaluation import evaluate_model
+    from leanformer.measure import count_parameters
+    from leanformer.methods.quantization import QuantizationConfig, export_int8_seq2seq
+    from quantization import _row, translation_teacher
+
+    name = "bible_en_fr"
+    teacher_path = translation_teacher()
+    settings, budget = student_budget(STUDENT_TRAIN[name], args.train_samples, args.epochs)
+    tag = f" [{budget}]" if budget else ""
+    task = TaskConfig(task=name, max_train_samples=settings.pop("max_train_samples", None)).load(seed=0)
+    train = TrainConfig(**{"learning_rate": args.lr, "eval_batch_size": 128, "report_to": "none", "logging_steps": 50, **settings})
+    config = BlockPruningConfig.hybrid_filled(final_lambda=10.0, **{**SCHEDULE, "score_learning_rate": args.score_lr})
+    pruned_label, int8_label = "hybrid_filled λ10" + tag, "hybrid_filled λ10 → 8-bit QAT" + tag
+    pruned, int8 = run_dir(RUNS, name, pruned_label), run_dir(RUNS, name, int8_label)
+    if not (pruned / "leanformer_metrics.json").is_file():
+        print(f"== {name}: {pruned_label}", flush=True)
+        distil_student(teacher_path, config, task, train, DistillationConfig(), pruned, overwrite=True, resume=True)
+    if not (int8 / "leanformer_metrics.json").is_file():
+        print(f"== {name}: {int8_label}", flush=True)
+        qat = TrainConfig(**{**train.to_dict(), "epochs": 1.0})
+        distil_student(teacher_path, QuantizationConfig.fullyqt(8), task, qat, DistillationConfig(), int8, overwrite=True, resume=True,
+                       init_student=pruned)
+    if args.train_only:
+        return
+    teacher, student = leanformer.load(teacher_path), leanformer.load(pruned)
+    onnx_dir = RUNS / f"{name}-onnx"
+    graphs = {"teacher": export_seq2seq_onnx(teacher, onnx_dir / "teacher"), int8_label: export_int8_seq2seq(leanformer.load(int8), onnx_dir / "int8")}
+    tokenizer = AutoTokenizer.from_pretrained(teacher_path)
+    runners = {"teacher": teacher, pruned_label: student, int8_label: OnnxSeq2Seq(graphs[int8_label], threads=2, spinning=False)}
+    bleu = {label: evaluate_model(runner, tokenizer, task, "test", batch_size=128, max_length=128, progress=False)["bleu"]
+            for label, runner in runners.items()}
+    latency = generation_latency(runners, tokenizer, task.splits["test"]["source"][:32], repeats=args.repeats)
+    lat = {k: (latency[1][k].median_ms, latency[32][k].median_ms) for k in runners}
+    size = {"teacher": (teacher_path / "model.safetensors").stat().st_size, pruned_label: (pruned / "model.safetensors").stat().st_size,
+            int8_label: sum(f.stat().st_size for f in graphs[int8_label].iterdir())}
+    params = {"teacher": count_parameters(teacher)["total"], pruned_label: count_parameters(student)["total"], int8_label: count_parameters(student)["total"]}
+    report = pruning_report(student, seq_len=128)
+    rows = []
+    for label, method, runtime in (("teacher", "teacher", "pytorch fp32"), (pruned_label, "pruning", "pytorch fp32"),
+                                   (int8_label, "pruning+quantization", "onnx int8 (greedy loop with cache)")):
+        extra = {} if label == "teacher" else dict(heads_kept=report["heads_kept"], heads_total=report["heads_total"],
+                                                   ffn_dims_kept=report["ffn_dims_kept"], ffn_dims_total=report["ffn_dims_total"],
+                                                   flop_reduction=report["flop_reduction"], epochs=train.epochs)
+        rows.append(_row(label, method, name, "bleu", bleu[label], bleu["teacher"], params[label], params["teacher"], size[label], size["teacher"],
+                         lat[label], lat["teacher"], command, runtime=runtime, generation="greedy, 32 new tokens timed", **extra))
+    record_rows(rows, HERE / "results" / "pruning.json", HERE / "pruning.md", title=TITLE, command=command)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from leanformer.training import TrainConfig
 from leanformer.translation_teacher import ScratchTranslationConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import command_line, record_rows  # noqa: E402
+from common import command_line, generation_latency, record_rows  # noqa: E402
 from teacher import teacher_settings  # noqa: E402  (same teachers as benchmarks/teacher.md)
 
 HERE = Path(__file__).parent
@@ -145,9 +145,14 @@ def classification(args, command: str) -> list[BenchmarkRow]:
     ]
 
 
+def translation_teacher() -> Path:
+    """The Bible EN→FR Marian teacher, trained from scratch once and cached (settings above)."""
+    return finetune(FinetuneConfig(model="scratch"), TaskConfig(task="bible_en_fr"), TrainConfig(**TRANSLATION_TEACHER), scratch=ScratchTranslationConfig())
+
+
 def translation(args, command: str) -> list[BenchmarkRow]:
     task_cfg = TaskConfig(task="bible_en_fr")
-    teacher_path = finetune(FinetuneConfig(model="scratch"), task_cfg, TrainConfig(**TRANSLATION_TEACHER), scratch=ScratchTranslationConfig())
+    teacher_path = translation_teacher()
     record = teacher_metrics(teacher_path)
     task = task_cfg.load(seed=0)
     tokenizer = AutoTokenizer.from_pretrained(teacher_path)
@@ -167,19 +172,7 @@ def translation(args, command: str) -> list[BenchmarkRow]:
     int8_dir = export_int8_seq2seq(leanformer.load(students["qat8"]), onnx_dir / "qat8")
     runners = {"pytorch fp32": teacher, "onnx fp32": OnnxSeq2Seq(fp32_dir, threads=2, spinning=False), "onnx int8": OnnxSeq2Seq(int8_dir, threads=2, spinning=False)}
     # generation latency: a fixed input, exactly 32 new tokens for every backend
-    sources = task.splits["test"]["source"][:32]
-    latency = {}
-    for b in (1, 32):
-        batch = tokenizer(sources[:b], padding=True, return_tensors="pt")
-
-        def fn(r, batch=batch):
-            if isinstance(r, OnnxSeq2Seq):
-                return r.generate(batch["input_ids"], batch["attention_mask"], max_new_tokens=32, stop_at_eos=False)
-            return r.generate(**batch, max_new_tokens=32, min_new_tokens=32, num_beams=1, do_sample=False)
-
-        with torch.inference_mode():
-            latency[b] = compare_latency({k: (lambda r=r: fn(r)) for k, r in runners.items()}, repeats=args.repeats, threads=2, progress=False)
-        print(f"generation latency, batch {b}, 32 tokens:", {k: round(v.median_ms, 1) for k, v in latency[b].items()}, flush=True)
+    latency = generation_latency(runners, tokenizer, task.splits["test"]["source"][:32], repeats=args.repeats)
     # BLEU evaluations take minutes each (beam 4 of a fake-quant model: ~10): each is saved once measured,
     # so an interrupted run picks up where it stopped
     bleu = {"pytorch fp32": record["metrics"]["test"]["bleu"]}
