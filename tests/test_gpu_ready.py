@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from leanformer.data import TaskConfig
-from leanformer.measure import device_name, time_call_ms
+from leanformer.measure import device_name, read_results, time_call_ms
 from leanformer.teacher import teacher_key
 from leanformer.teacher_config import FinetuneConfig
 from leanformer.training import TrainConfig
@@ -50,8 +50,8 @@ def test_gpu_suite_dry_mode_runs_every_method_on_a_tiny_model(tmp_path, monkeypa
     before = {p.name: p.stat().st_mtime_ns for p in results.iterdir()}
     monkeypatch.delenv("LEANFORMER_CACHE", raising=False)
     assert suite.main(["--dry", "--output_dir", str(tmp_path)]) == 0
-    rows = json.loads((tmp_path / "demo" / "results.json").read_text())["rows"]
-    assert [r["model"] for r in rows] == ["teacher", "depth", "kronecker", "pruning", "quantization",
+    rows = read_results(tmp_path / "demo" / "results.json")
+    assert [r.model for r in rows] == ["teacher", "depth", "kronecker", "pruning", "quantization",
                                          "depth+quantization", "kronecker+quantization", "pruning+quantization"]
     teacher = next((tmp_path / "cache" / "teachers").iterdir())  # cached beside the run, not in the user's cache
     settings = json.loads((teacher / "leanformer_metrics.json").read_text())["settings"]["train"]
