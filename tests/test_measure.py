@@ -372,12 +372,16 @@ def test_render_benchmark_lists_every_command_that_measured_a_row(tmp_path):
 def test_render_benchmark_names_the_cpu_of_every_row(tmp_path):
     first, second, *_ = rows()
     first.extra["cpu"] = "Intel(R) Xeon(R) Processor"
-    write_results([first, second], tmp_path / "results.json")
+    third = BenchmarkRow(**{**vars(first), "extra": {"cpu": "AMD EPYC", "cpu_flags": ["avx2"]}})
+    fourth = BenchmarkRow(**{**vars(first), "extra": {"cpu": "AMD EPYC", "cpu_flags": ["avx2", "avx512f", "avx512_vnni"]}})
+    write_results([first, second, third, fourth], tmp_path / "results.json")
     render_benchmark(tmp_path / "results.json", tmp_path / "README.md", title="t", command="c")
     text = (tmp_path / "README.md").read_text()
-    assert "CPU (a row's ratios hold for its CPU only): A: Intel(R) Xeon(R) Processor; B: not recorded." in text
+    # one model name, two integer paths: two machines, never one
+    assert ("CPU (a row's ratios hold for its CPU only): A: Intel(R) Xeon(R) Processor; B: not recorded; "
+            "C: AMD EPYC (avx2); D: AMD EPYC (avx2, avx512f, avx512_vnni).") in text
     table = [line for line in text.splitlines() if line.startswith("|")]
-    assert table[0].endswith("| CPU |") and table[2].endswith("| A |") and table[3].endswith("| B |")
+    assert [t.rsplit("|", 2)[1].strip() for t in table[2:]] == ["A", "B", "C", "D"] and table[0].endswith("| CPU |")
     write_results([second], tmp_path / "results.json")  # one CPU: no column, named in the legend
     render_benchmark(tmp_path / "results.json", tmp_path / "README.md", title="t", command="c")
     text = (tmp_path / "README.md").read_text()

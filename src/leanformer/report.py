@@ -27,7 +27,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 
 from .api import saved_recipe  # noqa: E402
 from .errors import DataError  # noqa: E402
-from .measure import TEACHER_METHOD, BenchmarkRow, markdown_table, read_results  # noqa: E402
+from .measure import TEACHER_METHOD, BenchmarkRow, machine_of, markdown_table, read_results  # noqa: E402
 from .registry import registered_methods  # noqa: E402
 
 RESULTS_FILE = "results.json"
@@ -82,10 +82,10 @@ def tradeoff_figure(rows: list[BenchmarkRow], x: str) -> Figure | None:
     usable = [r for r in rows if r.metric is not None and all(getattr(r, f) for f in _NEEDS[x])]
     if not usable:
         return None
-    cpus = {_cpu(r) for r in usable}
+    cpus = {machine_of(r) for r in usable}
     panels: dict[tuple[str, str], list[BenchmarkRow]] = {}
     for row in usable:
-        panels.setdefault((row.task, _cpu(row) if len(cpus) > 1 else ""), []).append(row)
+        panels.setdefault((row.task, machine_of(row) if len(cpus) > 1 else ""), []).append(row)
     panels = {key: panel for key, panel in panels.items() if any(r.method != TEACHER_METHOD for r in panel)} or panels
     methods = sorted({r.method for r in usable if r.method != TEACHER_METHOD})
     colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
@@ -117,11 +117,6 @@ def tradeoff_figure(rows: list[BenchmarkRow], x: str) -> Figure | None:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
-
-
-def _cpu(row: BenchmarkRow) -> str:
-    # the machine its latency was measured on: a GPU row is not comparable with a CPU row either
-    return row.extra.get("device") or row.extra.get("cpu", "CPU not recorded")
 
 
 def _loss_names(logs: list[list[dict]]) -> list[str]:

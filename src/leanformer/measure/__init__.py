@@ -33,6 +33,7 @@ from .parameters import (
 from .results import (
     TEACHER_METHOD,
     BenchmarkRow,
+    machine_of,
     markdown_table,
     read_results,
     render_benchmark,
@@ -57,6 +58,7 @@ __all__ = [
     "int8_path",
     "latency_of_model",
     "linear_parameters",
+    "machine_of",
     "markdown_table",
     "measure_latency",
     "read_results",

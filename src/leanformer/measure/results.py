@@ -185,14 +185,20 @@ def markdown_table(rows: Iterable[BenchmarkRow], *, title: str | None = None, cp
             _fmt_count(row.flops_per_token), _ratio(row.teacher_flops_per_token, row.flops_per_token),
         )
         if cpu_marks:
-            cells += (cpu_marks[_cpu_of(row)],)
+            cells += (cpu_marks[machine_of(row)],)
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _cpu_of(row: BenchmarkRow) -> str:
-    """The machine a row's latency was measured on: its accelerator when it ran on one, else its CPU."""
-    return row.extra.get("device") or row.extra.get("cpu", "not recorded")
+def machine_of(row: BenchmarkRow) -> str:
+    """The machine a row's latency was measured on: its accelerator when it ran on one, else its CPU
+    with its integer path (one model name covers AVX2-only and VNNI parts, e.g. "AMD EPYC" in a VM,
+    and their int8 ratios differ)."""
+    if row.extra.get("device"):
+        return row.extra["device"]
+    cpu = row.extra.get("cpu", "not recorded")
+    flags = row.extra.get("cpu_flags")
+    return f"{cpu} ({', '.join(flags)})" if flags else cpu
 
 
 def render_benchmark(results_json_path: str | Path, markdown_path: str | Path, *, title: str, command: str) -> None:
@@ -203,7 +209,7 @@ def render_benchmark(results_json_path: str | Path, markdown_path: str | Path, *
     """
     rows = read_results(results_json_path)
     commands = list(dict.fromkeys(r.command for r in rows if r.command)) or [command]
-    cpus = list(dict.fromkeys(map(_cpu_of, rows)))  # first seen first
+    cpus = list(dict.fromkeys(map(machine_of, rows)))  # first seen first
     # one CPU: named in the legend; several: a column marks each row's CPU (ratios do not carry over)
     marks = {name: chr(ord("A") + i) for i, name in enumerate(cpus)} if len(cpus) > 1 else None
     cpu_legend = "; ".join(f"{marks[name]}: {name}" if marks else name for name in cpus)
