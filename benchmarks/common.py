@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from leanformer.benchmark import Candidate, benchmark
-from leanformer.measure import BenchmarkRow, read_results, render_benchmark, write_results
+from leanformer.measure import BenchmarkRow, machine_of, read_results, render_benchmark, write_results
 from leanformer.teacher import teacher_metrics
 
 
@@ -56,9 +56,13 @@ def measure_students(teacher_path: Path, students: list[tuple[Candidate, dict]],
 
 
 def record_rows(measured: list[BenchmarkRow], out_json: Path, markdown: Path, *, title: str, command: str) -> None:
-    """Replace the rows of the same (model, task) in `out_json`, keep the others, re-render `markdown`."""
-    rows = {(r.model, r.task): r for r in read_results(out_json)} if out_json.exists() else {}
-    rows.update({(r.model, r.task): r for r in measured})
+    """Replace the rows of the same (model, task, machine) in `out_json`, keep the others, re-render
+    `markdown`: a run on another CPU adds its rows beside the first CPU's, never over them."""
+    def key(r: BenchmarkRow) -> tuple:
+        return r.model, r.task, machine_of(r)
+
+    rows = {key(r): r for r in read_results(out_json)} if out_json.exists() else {}
+    rows.update({key(r): r for r in measured})
     write_results(list(rows.values()), out_json)
     render_benchmark(out_json, markdown, title=title, command=command)
 
