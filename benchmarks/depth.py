@@ -30,7 +30,7 @@ from leanformer.methods.depth import DepthConfig
 from leanformer.methods.pruning import BlockPruningConfig
 from leanformer.methods.quantization import QuantizationConfig
 from leanformer.recipe import Recipe, Stage
-from leanformer.student import distil_recipe
+from leanformer.student import distil_recipe, stage_output
 from leanformer.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -62,6 +62,23 @@ def _variants(train: TrainConfig) -> dict[str, list[Stage]]:
     }
 
 
+def _reuse_finished_prefix(out: Path, stages: list[Stage], finished: dict[str, tuple[list[Stage], Path]]) -> None:
+    """Link the stage outputs of `out`'s recipe to a finished row whose recipe is a prefix of it
+    (3 layers → 3 layers → pruning → ... → int8): the same stages on the same data and seed, so
+    they are trained once and every longer composition continues from them (distil_recipe reuses
+    a finished stage under resume)."""
+    mine = [s.to_dict() for s in stages]
+    prefixes = [(len(p), p, path) for p, path in finished.values() if len(p) < len(stages) and [s.to_dict() for s in p] == mine[: len(p)]]
+    if not prefixes:
+        return
+    _, prefix, path = max(prefixes, key=lambda t: t[0])
+    for i, stage in enumerate(prefix):
+        source = stage_output(path, i, len(prefix), stage.method)
+        link = stage_output(out, i, len(stages), stage.method)
+        if not link.exists():
+            link.symlink_to(source.resolve(), target_is_directory=True)
+
+
 def _out_of_distribution(path: Path, max_length: int) -> float:
     """Accuracy on rotten_tomatoes' test split of an SST-2 model (same labels: negative, positive)."""
     task = TaskConfig(task="rotten_tomatoes").load(seed=0)
@@ -85,12 +102,15 @@ def main() -> None:
         task = TaskConfig(task=name, max_train_samples=settings.pop("max_train_samples", None)).load(seed=0)
         train = TrainConfig(**{"max_length": 128, "batch_size": 32, "learning_rate": args.lr, "report_to": "none", "logging_steps": 50, **settings})
         variants = _variants(train)
-        students = []
+        students, finished = [], {}
         for label in args.variants or list(variants):
             out = run_dir(RUNS, name, label + tag)
             if not (out / "leanformer_metrics.json").is_file():
                 print(f"== {name}: {label}{tag}", flush=True)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                _reuse_finished_prefix(out, variants[label], finished)
                 distil_recipe(teacher_path, Recipe(variants[label]), task, out, train=train, overwrite=True, resume=True)
+            finished[label] = (variants[label], out)
             record = json.loads((out / "leanformer_metrics.json").read_text())
             extra = dict(recipe=[s.to_dict() for s in variants[label]], train_seconds=record["train_seconds"],
                          metrics_test=record["metrics"]["test"], epochs=train.epochs)
