@@ -59,6 +59,8 @@ def _variants(train: TrainConfig) -> dict[str, list[Stage]]:
         "2 layers": [Stage("depth", DepthConfig(num_layers=2))],
         "3 layers → hybrid_filled λ10": [three, prune],
         "3 layers → hybrid_filled λ10 → int8": [three, prune, Stage("quantization", QuantizationConfig(), train=qat)],
+        # the comparison the pruning table owes: pruning alone, same budget, same teacher, same run
+        "hybrid_filled λ10 (6 layers)": [prune],
     }
 
 
