@@ -61,6 +61,7 @@ def _variants(train: TrainConfig) -> dict[str, list[Stage]]:
         "3 layers → hybrid_filled λ10 → int8": [three, prune, Stage("quantization", QuantizationConfig(), train=qat)],
         # the comparison the pruning table owes: pruning alone, same budget, same teacher, same run
         "hybrid_filled λ10 (6 layers)": [prune],
+        "2 layers → hybrid_filled λ10 → int8": [Stage("depth", DepthConfig(num_layers=2)), prune, Stage("quantization", QuantizationConfig(), train=qat)],
     }
 
 
