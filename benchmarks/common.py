@@ -52,6 +52,10 @@ def measure_students(teacher_path: Path, students: list[tuple[Candidate, dict]],
     for row, (_, extra) in zip(measured[1:], students):
         row.extra.update(extra)
     measured[0].extra["metrics_test"] = record["metrics"]["test"]
+    for row in measured:  # the table shows every test metric, e.g. MRPC's accuracy beside its F1
+        others = {k: v for k, v in (row.extra.get("metrics_test") or {}).items() if k != row.metric_name}
+        if others:
+            row.extra.setdefault("secondary_metrics", others)
     return measured
 
 

@@ -1,0 +1,127 @@
+"""BERT-base size on 2 CPU cores: the packaged all-mpnet-base-v2 (110M parameters) fine-tuned on a
+task, and from it the shipped recipes (recipes/*.yaml) at a budget two cores can afford.
+
+    .venv/bin/python benchmarks/base_size.py [--tasks glue/sst2 glue/mrpc] [--recipes kronecker8 ...]
+        [--train_samples 4000 --epochs 1] [--train_only] [--repeats 5]
+
+Each recipe runs as written (methods, configs, losses, learning rates) with its budget cut: every
+stage trains `--epochs` epochs on `--train_samples` task examples (stage 1 of Kronecker on
+`--corpus_samples` passages, one epoch); the budget is in each row's label. Students are kept
+under runs/bench/base_size/ and finished ones (and finished stages) are reused, so an interrupted
+run resumes where it stopped. Rows (metric, size, FLOPs, latency b1/b32 at seq 128 against the
+teacher in one interleaved run, CPU recorded) go to benchmarks/results/base_size.json; each row
+also records the seconds per training step of its stages, teacher forward included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from transformers import AutoConfig
+
+from leanformer.architectures import get_architecture
+from leanformer.benchmark import Candidate
+from leanformer.data import TaskConfig
+from leanformer.recipe import Recipe
+from leanformer.student import TRAINING_LOG_FILE, distil_recipe, stage_output
+from leanformer.teacher import FinetuneConfig, finetune
+from leanformer.training import TrainConfig
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from common import command_line, measure_students, record_rows, run_dir  # noqa: E402
+
+RUNS = Path("runs/bench/base_size")
+RECIPES = ["fullyqt8", "hybrid_filled", "struct", "prune_then_int8", "depth_prune_int8", "kronecker8", "kronecker21"]
+# The teacher: as benchmarks/teacher.md's MiniLM teachers, but fewer examples (a base-size step costs ~5x).
+TEACHER = {"glue/sst2": dict(max_train_samples=8000, epochs=1.0), "glue/mrpc": dict(epochs=2.0)}
+STUDENT = {"glue/sst2": dict(train_samples=4000, epochs=1.0), "glue/mrpc": dict(train_samples=None, epochs=2.0)}
+
+
+def teacher(name: str, model: str) -> Path:
+    settings = dict(TEACHER[name])
+    task_cfg = TaskConfig(task=name, max_train_samples=settings.pop("max_train_samples", None))
+    return finetune(FinetuneConfig(model=model), task_cfg,
+                    TrainConfig(max_length=128, batch_size=32, learning_rate=3e-5, report_to="none", logging_steps=20, **settings))
+
+
+def with_budget(recipe: Recipe, epochs: float, corpus_samples: int, pretrained: str, spec) -> Recipe:
+    """The recipe with every stage cut to `epochs` (stage 1 of Kronecker: one epoch on `corpus_samples`
+    passages); quantized attention matmuls only where the family's attention allows them (MPNet's
+    own attention does not: its QK and softmax-V products stay float, its linears are quantized)."""
+    stages = []
+    for stage in recipe.stages:
+        if getattr(stage.config, "quantize_attention", False) and not spec.attention_interface:
+            stage = dataclasses.replace(stage, config=dataclasses.replace(stage.config, quantize_attention=False))
+        train = dataclasses.replace(stage.train or TrainConfig(), epochs=epochs, report_to="none", logging_steps=20)
+        general = general_train = None
+        if stage.general is not None:
+            general = dataclasses.replace(stage.general, pretrained=pretrained, corpus_samples=corpus_samples)
+            general_train = dataclasses.replace(stage.general_train or train, epochs=1.0, report_to="none", logging_steps=20)
+        stages.append(dataclasses.replace(stage, train=train, general=general, general_train=general_train))
+    return Recipe(stages)
+
+
+def seconds_per_step(out: Path, recipe: Recipe) -> list[float | None]:
+    """Seconds per optimizer step of each stage's distillation (teacher forward included), from the
+    Trainer's own summary in the stage's saved training log (None: not recorded, e.g. PTQ)."""
+    per_stage = []
+    for i, stage in enumerate(recipe.stages):
+        path = stage_output(out, i, len(recipe.stages), stage.method) / TRAINING_LOG_FILE
+        log = json.loads(path.read_text()) if path.is_file() else []
+        rates = [e["train_steps_per_second"] for e in log if e.get("phase") == "distillation" and e.get("train_steps_per_second")]
+        per_stage.append(round(1 / rates[0], 3) if rates else None)
+    return per_stage
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="mpnet", help="packaged encoder or directory the teacher is fine-tuned from")
+    parser.add_argument("--tasks", nargs="+", default=list(TEACHER))
+    parser.add_argument("--recipes", nargs="+", default=RECIPES, help="names of recipes/*.yaml")
+    parser.add_argument("--train_samples", type=int, default=None, help="task examples per student stage (default per task; 0: all)")
+    parser.add_argument("--epochs", type=float, default=None, help="epochs per student stage (default per task)")
+    parser.add_argument("--corpus_samples", type=int, default=4000, help="stage-1 passages of Kronecker recipes")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--train_only", action="store_true", help="train the students and stop (measure later, on a quiet machine)")
+    parser.add_argument("--results", default=str(HERE / "results" / "base_size.json"), help="results file (its .md is written beside benchmarks/)")
+    args = parser.parse_args()
+    command = command_line()
+
+    for name in args.tasks:
+        teacher_path = teacher(name, args.model)
+        samples = STUDENT[name]["train_samples"] if args.train_samples is None else (args.train_samples or None)
+        epochs = STUDENT[name]["epochs"] if args.epochs is None else args.epochs
+        budget = f"{samples or 'all'}×{epochs:g}"
+        task = TaskConfig(task=name, max_train_samples=samples).load(seed=0)
+        spec = get_architecture(AutoConfig.from_pretrained(teacher_path))
+        students = []
+        for recipe_name in args.recipes:
+            recipe = with_budget(Recipe.from_yaml(HERE.parent / "recipes" / f"{recipe_name}.yaml"), epochs, args.corpus_samples, args.model, spec)
+            float_attention = any(getattr(s.config, "quantize_attention", True) is False for s in recipe.stages)
+            label = (f"{recipe_name}{' (attention matmuls float)' if float_attention else ''} "
+                     f"[{budget}{f', stage1 {args.corpus_samples}×1' if recipe.stages[0].general else ''}]")
+            out = run_dir(RUNS, name, label)
+            if not (out / "leanformer_metrics.json").is_file():
+                print(f"== {name}: {label}", flush=True)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                distil_recipe(teacher_path, recipe, task, out, train=recipe.stages[0].train, overwrite=True, resume=True)
+            record = json.loads((out / "leanformer_metrics.json").read_text())
+            extra = dict(recipe=recipe.to_dict(), budget=budget, seconds_per_step=seconds_per_step(out, recipe),
+                         train_seconds=record.get("train_seconds"), metrics_test=record["metrics"]["test"])
+            students.append((Candidate(label, out, method="+".join(s.method for s in recipe.stages),
+                                       metric=record["metrics"]["test"][task.spec.primary_metric]), extra))
+        if args.train_only:
+            continue
+        measured = measure_students(teacher_path, students, task, repeats=args.repeats, command=command, max_length=128)
+        out_json = Path(args.results)
+        record_rows(measured, out_json, out_json.parent.parent / (out_json.stem + ".md"),
+                    title="BERT-base size (all-mpnet-base-v2, 110M) on 2 CPU cores: the shipped recipes at a short budget", command=command)
+
+
+if __name__ == "__main__":
+    main()
