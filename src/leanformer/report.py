@@ -29,10 +29,10 @@ from .api import saved_recipe  # noqa: E402
 from .errors import DataError  # noqa: E402
 from .measure import TEACHER_METHOD, BenchmarkRow, machine_of, markdown_table, read_results  # noqa: E402
 from .registry import registered_methods  # noqa: E402
+from .student import TRAINING_LOG_FILE  # noqa: E402
+from .teacher import METRICS_FILE  # noqa: E402
 
 RESULTS_FILE = "results.json"
-METRICS_FILE = "leanformer_metrics.json"
-TRAINING_LOG_FILE = "training_log.json"
 
 
 def collect(run_dirs: list[str | os.PathLike]) -> tuple[list[BenchmarkRow], list[Path]]:
