@@ -51,17 +51,21 @@ QAT = TrainConfig(epochs=1.0, learning_rate=2e-5)  # the int8 stage: short, smal
 
 def _variants(train: TrainConfig) -> dict[str, list[Stage]]:
     qat = TrainConfig(**{**train.to_dict(), "epochs": QAT.epochs, "learning_rate": QAT.learning_rate})
-    three = Stage("depth", DepthConfig(num_layers=3))
+    three, four = Stage("depth", DepthConfig(num_layers=3)), Stage("depth", DepthConfig(num_layers=4))
     prune = Stage("pruning", BlockPruningConfig.hybrid_filled(final_lambda=10.0, **SCHEDULE))
+    int8 = Stage("quantization", QuantizationConfig(), train=qat)
+    # 7-bit weights: exact on every x86 CPU and on the u8·s8 kernels (methods/quantization/README.md)
+    int8_7w = Stage("quantization", QuantizationConfig(weight_bits=7), train=qat)
     return {
-        "4 layers": [Stage("depth", DepthConfig(num_layers=4))],
+        "4 layers": [four],
         "3 layers": [three],
         "2 layers": [Stage("depth", DepthConfig(num_layers=2))],
         "3 layers → hybrid_filled λ10": [three, prune],
-        "3 layers → hybrid_filled λ10 → int8": [three, prune, Stage("quantization", QuantizationConfig(), train=qat)],
+        "3 layers → hybrid_filled λ10 → int8": [three, prune, int8],
+        "3 layers → hybrid_filled λ10 → int8 (7-bit weights)": [three, prune, int8_7w],
+        "4 layers → hybrid_filled λ10 → int8 (7-bit weights)": [four, prune, int8_7w],
         # the comparison the pruning table owes: pruning alone, same budget, same teacher, same run
         "hybrid_filled λ10 (6 layers)": [prune],
-        "2 layers → hybrid_filled λ10 → int8": [Stage("depth", DepthConfig(num_layers=2)), prune, Stage("quantization", QuantizationConfig(), train=qat)],
     }
 
 
