@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import json
-import resource
 import subprocess
 import statistics
 import sys
@@ -68,14 +68,24 @@ def _inputs(model, batch: int, seq: int) -> dict:
     return inputs
 
 
+def _memory_mb(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak since the last reset) of this process, in MB, from /proc/self/status."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
+
+
 def _peak_child(args) -> None:
-    """Child process: load the models of one kind of step, run a few, print resident memory (MB)."""
+    """Child process: load the models of one kind of step, reset the peak, run a few steps, print
+    resident memory (MB) after loading and at the steps' peak."""
     (trainer,) = _trainers(resolve_model(args.model), args.peak_of).values()
-    loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     inputs = _inputs(trainer.model, args.batch, args.seq)
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:  # Linux: "5" resets the peak (VmHWM) to the current RSS
+        f.write("5")
+    loaded = _memory_mb("VmRSS")
     for _ in range(3):
         _step(trainer, inputs)
-    print(json.dumps({"loaded_mb": round(loaded), "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+    print(json.dumps({"loaded_mb": round(loaded), "peak_mb": round(_memory_mb("VmHWM"))}))
 
 
 def _peak_memory(args, name: str) -> dict:
