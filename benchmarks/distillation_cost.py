@@ -120,6 +120,7 @@ def main() -> None:
             elapsed = (time.perf_counter() - start) * 1000
             if round_ >= args.warmup:
                 samples[name].append(elapsed)
+    params = sum(p.numel() for p in steps[FINETUNING].model.parameters())
     del steps  # the children measure memory on a quiet machine
     base = statistics.median(samples[FINETUNING])
     rows = [
@@ -128,7 +129,6 @@ def main() -> None:
         for name, s in samples.items()
     ]
     command = "python benchmarks/distillation_cost.py " + " ".join(sys.argv[1:])
-    params = sum(p.numel() for p in AutoModelForSequenceClassification.from_pretrained(resolve_model(args.model), num_labels=2).parameters())
     run = {"model": args.model, "parameters": params, "cpu": cpu_name(), "cpu_flags": cpu_flags(), "batch": args.batch, "seq": args.seq,
            "threads": args.threads, "steps": args.steps, "command": command, "rows": rows}
     out = HERE / "results" / "distillation_cost.json"
