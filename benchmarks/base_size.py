@@ -7,7 +7,8 @@ task, and from it the shipped recipes (recipes/*.yaml) at a budget two cores can
 Each recipe runs as written (methods, configs, losses, learning rates) with its budget cut: every
 stage trains `--epochs` epochs on `--train_samples` task examples (stage 1 of Kronecker on
 `--corpus_samples` passages, one epoch); the budget is in each row's label. Students are kept
-under runs/bench/base_size/ and finished ones (and finished stages) are reused, so an interrupted
+under runs/bench/base_size/ and finished ones (and finished stages, also another recipe's
+identical first stages) are reused, so an interrupted
 run resumes where it stopped. Rows (metric, size, FLOPs, latency b1/b32 at seq 128 against the
 teacher in one interleaved run, CPU recorded) go to benchmarks/results/base_size.json; each row
 also records the seconds per training step of its stages, teacher forward included.
@@ -33,10 +34,11 @@ from leanformer.training import TrainConfig
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from common import command_line, measure_students, record_rows, run_dir  # noqa: E402
+from common import command_line, measure_students, record_rows, reuse_finished_prefix, run_dir  # noqa: E402
 
 RUNS = Path("runs/bench/base_size")
-RECIPES = ["fullyqt8", "hybrid_filled", "struct", "prune_then_int8", "depth_prune_int8", "kronecker8", "kronecker21"]
+# prune_then_int8 after hybrid_filled: it continues from that finished first stage.
+RECIPES = ["fullyqt8", "hybrid_filled", "prune_then_int8", "depth_prune_int8", "kronecker8", "struct", "kronecker21"]
 # The teacher: as benchmarks/teacher.md's MiniLM teachers, but fewer examples (a base-size step costs ~5x).
 TEACHER = {"glue/sst2": dict(max_train_samples=8000, epochs=1.0), "glue/mrpc": dict(epochs=2.0)}
 STUDENT = {"glue/sst2": dict(train_samples=4000, epochs=1.0), "glue/mrpc": dict(train_samples=None, epochs=2.0)}
@@ -99,7 +101,7 @@ def main() -> None:
         budget = f"{samples or 'all'}×{epochs:g}"
         task = TaskConfig(task=name, max_train_samples=samples).load(seed=0)
         spec = get_architecture(AutoConfig.from_pretrained(teacher_path))
-        students = []
+        students, finished = [], {}
         for recipe_name in args.recipes:
             recipe = with_budget(Recipe.from_yaml(HERE.parent / "recipes" / f"{recipe_name}.yaml"), epochs, args.corpus_samples, args.model, spec)
             float_attention = any(getattr(s.config, "quantize_attention", True) is False for s in recipe.stages)
@@ -109,7 +111,9 @@ def main() -> None:
             if not (out / "leanformer_metrics.json").is_file():
                 print(f"== {name}: {label}", flush=True)
                 out.parent.mkdir(parents=True, exist_ok=True)
+                reuse_finished_prefix(out, recipe.stages, finished)  # prune_then_int8 continues hybrid_filled
                 distil_recipe(teacher_path, recipe, task, out, train=recipe.stages[0].train, overwrite=True, resume=True)
+            finished[recipe_name] = (recipe.stages, out)
             record = json.loads((out / "leanformer_metrics.json").read_text())
             extra = dict(recipe=recipe.to_dict(), budget=budget, seconds_per_step=seconds_per_step(out, recipe),
                          train_seconds=record.get("train_seconds"), metrics_test=record["metrics"]["test"])

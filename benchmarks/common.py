@@ -9,6 +9,7 @@ from pathlib import Path
 
 from leanformer.benchmark import Candidate, benchmark
 from leanformer.measure import BenchmarkRow, machine_of, read_results, render_benchmark, write_results
+from leanformer.student import stage_output
 from leanformer.teacher import teacher_metrics
 
 
@@ -42,6 +43,23 @@ def student_budget(defaults: dict, train_samples: int | None, epochs: float | No
         overrides["max_train_samples"] = None
     settings = {**defaults, **overrides}
     return settings, f"{settings.get('max_train_samples') or 'all'}×{settings['epochs']:g}" if overrides else ""
+
+
+def reuse_finished_prefix(out: Path, stages: list, finished: dict[str, tuple[list, Path]]) -> None:
+    """Link the stage outputs of `out`'s recipe to a finished row whose recipe is a prefix of it
+    (pruning → pruning → int8): the same stages on the same data and seed, so
+    they are trained once and every longer composition continues from them (distil_recipe reuses
+    a finished stage under resume)."""
+    mine = [s.to_dict() for s in stages]
+    prefixes = [(len(p), p, path) for p, path in finished.values() if len(p) < len(stages) and [s.to_dict() for s in p] == mine[: len(p)]]
+    if not prefixes:
+        return
+    _, prefix, path = max(prefixes, key=lambda t: t[0])
+    for i, stage in enumerate(prefix):
+        source = stage_output(path, i, len(prefix), stage.method)
+        link = stage_output(out, i, len(stages), stage.method)
+        if not link.exists():
+            link.symlink_to(source.resolve(), target_is_directory=True)
 
 
 def measure_students(teacher_path: Path, students: list[tuple[Candidate, dict]], task, *, command: str, **kwargs) -> list[BenchmarkRow]:

@@ -30,11 +30,13 @@ from leanformer.methods.depth import DepthConfig
 from leanformer.methods.pruning import BlockPruningConfig
 from leanformer.methods.quantization import QuantizationConfig
 from leanformer.recipe import Recipe, Stage
-from leanformer.student import distil_recipe, stage_output
+from leanformer.student import distil_recipe
 from leanformer.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import add_budget_arguments, command_line, measure_students, record_rows, run_dir, student_budget  # noqa: E402
+from common import (  # noqa: E402
+    add_budget_arguments, command_line, measure_students, record_rows, reuse_finished_prefix, run_dir, student_budget,
+)
 from pruning import SCHEDULE, _teacher  # noqa: E402  (same teachers and pruning schedule as benchmarks/pruning.md)
 
 HERE = Path(__file__).parent
@@ -68,23 +70,6 @@ def _variants(train: TrainConfig) -> dict[str, list[Stage]]:
         # the comparison the pruning table owes: pruning alone, same budget, same teacher, same run
         "hybrid_filled λ10 (6 layers)": [prune],
     }
-
-
-def _reuse_finished_prefix(out: Path, stages: list[Stage], finished: dict[str, tuple[list[Stage], Path]]) -> None:
-    """Link the stage outputs of `out`'s recipe to a finished row whose recipe is a prefix of it
-    (3 layers → 3 layers → pruning → ... → int8): the same stages on the same data and seed, so
-    they are trained once and every longer composition continues from them (distil_recipe reuses
-    a finished stage under resume)."""
-    mine = [s.to_dict() for s in stages]
-    prefixes = [(len(p), p, path) for p, path in finished.values() if len(p) < len(stages) and [s.to_dict() for s in p] == mine[: len(p)]]
-    if not prefixes:
-        return
-    _, prefix, path = max(prefixes, key=lambda t: t[0])
-    for i, stage in enumerate(prefix):
-        source = stage_output(path, i, len(prefix), stage.method)
-        link = stage_output(out, i, len(stages), stage.method)
-        if not link.exists():
-            link.symlink_to(source.resolve(), target_is_directory=True)
 
 
 def show_out_of_distribution(rows) -> None:
@@ -123,7 +108,7 @@ def main() -> None:
             if not (out / "leanformer_metrics.json").is_file():
                 print(f"== {name}: {label}{tag}", flush=True)
                 out.parent.mkdir(parents=True, exist_ok=True)
-                _reuse_finished_prefix(out, variants[label], finished)
+                reuse_finished_prefix(out, variants[label], finished)
                 distil_recipe(teacher_path, Recipe(variants[label]), task, out, train=train, overwrite=True, resume=True)
             finished[label] = (variants[label], out)
             record = json.loads((out / "leanformer_metrics.json").read_text())
