@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -27,9 +28,10 @@ from transformers import AutoConfig
 from leanformer.architectures import get_architecture
 from leanformer.benchmark import Candidate
 from leanformer.data import TaskConfig
+from leanformer.measure import machine_of, read_results
 from leanformer.recipe import Recipe
 from leanformer.student import TRAINING_LOG_FILE, distil_recipe, stage_output
-from leanformer.teacher import FinetuneConfig, finetune
+from leanformer.teacher import FinetuneConfig, finetune, teacher_metrics
 from leanformer.training import TrainConfig
 
 HERE = Path(__file__).parent
@@ -80,6 +82,27 @@ def seconds_per_step(out: Path, recipe: Recipe) -> list[float | None]:
     return per_stage
 
 
+def training_cost(rows) -> str:
+    """A markdown section: what each row's training cost on its machine (seconds per optimizer step
+    of each stage, batch 32, the teacher's forward included; whole training time)."""
+    lines = ["## Training cost (seconds per optimizer step of each stage, batch 32; distillation steps include the teacher's forward)", "",
+             "| Model | Task | Machine | s/step per stage | Training minutes |", "|---|---|---|---|---|"]
+    for row in rows:
+        if row.model == "teacher":
+            settings = row.extra.get("teacher_settings") or {}
+            steps = row.extra.get("teacher_steps")
+            per_step = [round(row.extra["teacher_train_seconds"] / steps, 2)] if steps and row.extra.get("teacher_train_seconds") else []
+            minutes = row.extra.get("teacher_train_seconds")
+        else:
+            per_step, minutes, settings = row.extra.get("seconds_per_step") or [], row.extra.get("train_seconds"), None
+        if not per_step and minutes is None:
+            continue
+        shown = " / ".join("—" if s is None else f"{s:.2f}" for s in per_step) or "—"
+        label = row.model + (f" (fine-tuning, {settings})" if settings else "")
+        lines.append(f"| {label} | {row.task} | {machine_of(row)} | {shown} | {'—' if minutes is None else f'{minutes / 60:.0f}'} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="mpnet", help="packaged encoder or directory the teacher is fine-tuned from")
@@ -122,9 +145,16 @@ def main() -> None:
         if args.train_only:
             continue
         measured = measure_students(teacher_path, students, task, repeats=args.repeats, command=command, max_length=128)
+        record = teacher_metrics(teacher_path)
+        train = record["settings"]["train"]
+        measured[0].extra.update(teacher_train_seconds=record["train_seconds"], teacher_settings=f"{record['train_examples']}×{train['epochs']:g}",
+                                 teacher_steps=math.ceil(record["train_examples"] / train["batch_size"]) * train["epochs"])
         out_json = Path(args.results)
-        record_rows(measured, out_json, out_json.parent.parent / (out_json.stem + ".md"),
+        markdown = out_json.parent.parent / (out_json.stem + ".md")
+        record_rows(measured, out_json, markdown,
                     title="BERT-base size (all-mpnet-base-v2, 110M) on 2 CPU cores: the shipped recipes at a short budget", command=command)
+        with markdown.open("a") as f:
+            f.write("\n" + training_cost(read_results(out_json)) + "\nPeak memory of a distillation step: [distillation_cost.md](distillation_cost.md).\n")
 
 
 if __name__ == "__main__":
