@@ -30,7 +30,7 @@ from leanformer.benchmark import Candidate
 from leanformer.data import TaskConfig
 from leanformer.measure import machine_of, read_results
 from leanformer.recipe import Recipe
-from leanformer.student import TRAINING_LOG_FILE, distil_recipe, stage_output
+from leanformer.student import METRICS_FILE, TRAINING_LOG_FILE, distil_recipe, stage_output
 from leanformer.teacher import FinetuneConfig, finetune, teacher_metrics
 from leanformer.training import TrainConfig
 
@@ -71,26 +71,19 @@ def with_budget(recipe: Recipe, epochs: float, corpus_samples: int, pretrained: 
     return Recipe(stages)
 
 
-def seconds_per_step(out: Path, recipe: Recipe) -> list[float | None]:
-    """Seconds per optimizer step of each stage's distillation (teacher forward included), from the
-    Trainer's own summary in the stage's saved training log (None: not recorded, e.g. PTQ)."""
-    per_stage = []
+def stage_costs(out: Path, recipe: Recipe) -> tuple[list[float | None], float | None]:
+    """Seconds per optimizer step of each stage's distillation (teacher forward included; None: not
+    recorded, e.g. PTQ) and the whole recipe's training seconds (a stage reused from another
+    recipe counts too), from each stage's saved training log and metrics."""
+    per_step, seconds = [], []
     for i, stage in enumerate(recipe.stages):
-        path = stage_output(out, i, len(recipe.stages), stage.method) / TRAINING_LOG_FILE
-        log = json.loads(path.read_text()) if path.is_file() else []
+        stage_dir = stage_output(out, i, len(recipe.stages), stage.method)
+        log = json.loads((stage_dir / TRAINING_LOG_FILE).read_text()) if (stage_dir / TRAINING_LOG_FILE).is_file() else []
         # train_runtime / steps: the summary's steps_per_second is rounded to 3 decimals (0.14 for 7.0-7.16 s)
         runs = [e["train_runtime"] / e["step"] for e in log if e.get("phase") == "distillation" and e.get("train_runtime") and e.get("step")]
-        per_stage.append(round(runs[0], 3) if runs else None)
-    return per_stage
-
-
-def train_seconds(out: Path, recipe: Recipe) -> float | None:
-    """Training time of the whole recipe: every stage's (a stage reused from another recipe counts too)."""
-    seconds = []
-    for i, stage in enumerate(recipe.stages):
-        path = stage_output(out, i, len(recipe.stages), stage.method) / "leanformer_metrics.json"
-        seconds.append(json.loads(path.read_text()).get("train_seconds") if path.is_file() else None)
-    return None if None in seconds else round(sum(seconds), 1)
+        per_step.append(round(runs[0], 3) if runs else None)
+        seconds.append(json.loads((stage_dir / METRICS_FILE).read_text()).get("train_seconds") if (stage_dir / METRICS_FILE).is_file() else None)
+    return per_step, None if None in seconds else round(sum(seconds), 1)
 
 
 def training_cost(rows) -> str:
@@ -99,18 +92,12 @@ def training_cost(rows) -> str:
     lines = ["## Training cost (seconds per optimizer step of each stage, batch 32; distillation steps include the teacher's forward)", "",
              "| Model | Task | Machine | s/step per stage | Training minutes (all stages) |", "|---|---|---|---|---|"]
     for row in rows:
-        if row.model == "teacher":
-            settings = row.extra.get("teacher_settings") or {}
-            steps = row.extra.get("teacher_steps")
-            per_step = [round(row.extra["teacher_train_seconds"] / steps, 2)] if steps and row.extra.get("teacher_train_seconds") else []
-            minutes = row.extra.get("teacher_train_seconds")
-        else:
-            per_step, minutes, settings = row.extra.get("seconds_per_step") or [], row.extra.get("train_seconds"), None
-        if not per_step and minutes is None:
+        per_step, seconds = row.extra.get("seconds_per_step") or [], row.extra.get("train_seconds")
+        if not per_step and seconds is None:
             continue
         shown = " / ".join("—" if s is None else f"{s:.2f}" for s in per_step) or "—"
-        label = row.model + (f" (fine-tuning, {settings})" if settings else "")
-        lines.append(f"| {label} | {row.task} | {machine_of(row)} | {shown} | {'—' if minutes is None else f'{minutes / 60:.0f}'} |")
+        label = row.model + (f" (fine-tuning, {row.extra['budget']})" if row.model == "teacher" else "")
+        lines.append(f"| {label} | {row.task} | {machine_of(row)} | {shown} | {'—' if seconds is None else f'{seconds / 60:.0f}'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -159,8 +146,8 @@ def main() -> None:
                 distil_recipe(teacher_path, recipe, task, out, train=recipe.stages[0].train, overwrite=True, resume=True)
             finished[recipe_name] = (recipe.stages, out)
             record = json.loads((out / "leanformer_metrics.json").read_text())
-            extra = dict(recipe=recipe.to_dict(), budget=budget, seconds_per_step=seconds_per_step(out, recipe),
-                         train_seconds=train_seconds(out, recipe), metrics_test=record["metrics"]["test"])
+            per_step, seconds = stage_costs(out, recipe)
+            extra = dict(recipe=recipe.to_dict(), budget=budget, seconds_per_step=per_step, train_seconds=seconds, metrics_test=record["metrics"]["test"])
             students.append((Candidate(label, out, method="+".join(s.method for s in recipe.stages),
                                        metric=record["metrics"]["test"][task.spec.primary_metric]), extra))
         if args.train_only:
@@ -168,8 +155,9 @@ def main() -> None:
         measured = measure_students(teacher_path, students, task, repeats=args.repeats, command=command, max_length=128)
         record = teacher_metrics(teacher_path)
         train = record["settings"]["train"]
-        measured[0].extra.update(teacher_train_seconds=record["train_seconds"], teacher_settings=f"{record['train_examples']}×{train['epochs']:g}",
-                                 teacher_steps=math.ceil(record["train_examples"] / train["batch_size"]) * train["epochs"])
+        steps = math.ceil(record["train_examples"] / train["batch_size"]) * train["epochs"]
+        measured[0].extra.update(budget=f"{record['train_examples']}×{train['epochs']:g}", train_seconds=record["train_seconds"],
+                                 seconds_per_step=[round(record["train_seconds"] / steps, 3)])
         out_json = Path(args.results)
         record_rows(measured, out_json, markdown_of(out_json), title=TITLE, command=command)
         add_training_cost(out_json)
