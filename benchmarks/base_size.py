@@ -2,16 +2,17 @@
 task, and from it the shipped recipes (recipes/*.yaml) at a budget two cores can afford.
 
     .venv/bin/python benchmarks/base_size.py [--tasks glue/sst2 glue/mrpc] [--recipes kronecker8 ...]
-        [--train_samples 4000 --epochs 1] [--train_only] [--repeats 5]
+        [--train_samples 4000 --epochs 1] [--score_lr 0.2] [--train_only] [--repeats 5]
 
 Each recipe runs as written (methods, configs, losses, learning rates) with its budget cut: every
 stage trains `--epochs` epochs on `--train_samples` task examples (stage 1 of Kronecker on
-`--corpus_samples` passages, one epoch); the budget is in each row's label. Students are kept
-under runs/bench/base_size/ and finished ones (and finished stages, also another recipe's
-identical first stages) are reused, so an interrupted
-run resumes where it stopped. Rows (metric, size, FLOPs, latency b1/b32 at seq 128 against the
-teacher in one interleaved run, CPU recorded) go to benchmarks/results/base_size.json; each row
-also records the seconds per training step of its stages, teacher forward included.
+`--corpus_samples` passages, one epoch); the budget is in each row's label. `--score_lr` raises
+pruning's score learning rate (the recipes' 0.05 leaves a base-size mask almost full after 125
+steps); it too is in the label. Students are kept under runs/bench/base_size/ and finished ones
+(and finished stages, also another recipe's identical first stages) are reused, so an
+interrupted run resumes where it stopped. Rows (metric, size, FLOPs, latency b1/b32 at seq 128
+against the teacher in one interleaved run, CPU recorded) go to benchmarks/results/base_size.json;
+each row also records the seconds per training step of its stages, teacher forward included.
 """
 
 from __future__ import annotations
@@ -54,14 +55,17 @@ def teacher(name: str, model: str) -> Path:
                     TrainConfig(max_length=128, batch_size=32, learning_rate=3e-5, report_to="none", logging_steps=20, **settings))
 
 
-def with_budget(recipe: Recipe, epochs: float, corpus_samples: int, pretrained: str, spec) -> Recipe:
+def with_budget(recipe: Recipe, epochs: float, corpus_samples: int, pretrained: str, spec, score_lr: float | None = None) -> Recipe:
     """The recipe with every stage cut to `epochs` (stage 1 of Kronecker: one epoch on `corpus_samples`
-    passages); quantized attention matmuls only where the family's attention allows them (MPNet's
-    own attention does not: its QK and softmax-V products stay float, its linears are quantized)."""
+    passages) and pruning's score learning rate set to `score_lr` (None: the recipe's); quantized
+    attention matmuls only where the family's attention allows them (MPNet's own attention does
+    not: its QK and softmax-V products stay float, its linears are quantized)."""
     stages = []
     for stage in recipe.stages:
         if getattr(stage.config, "quantize_attention", False) and not spec.attention_interface:
             stage = dataclasses.replace(stage, config=dataclasses.replace(stage.config, quantize_attention=False))
+        if score_lr is not None and hasattr(stage.config, "score_learning_rate"):
+            stage = dataclasses.replace(stage, config=dataclasses.replace(stage.config, score_learning_rate=score_lr))
         train = dataclasses.replace(stage.train or TrainConfig(), epochs=epochs, report_to="none", logging_steps=20)
         general = general_train = None
         if stage.general is not None:
@@ -118,6 +122,7 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", default=RECIPES, help="names of recipes/*.yaml")
     parser.add_argument("--train_samples", type=int, default=None, help="task examples per student stage (default per task; 0: all)")
     parser.add_argument("--epochs", type=float, default=None, help="epochs per student stage (default per task)")
+    parser.add_argument("--score_lr", type=float, default=None, help="score learning rate of pruning stages (default: the recipe's)")
     parser.add_argument("--corpus_samples", type=int, default=4000, help="stage-1 passages of Kronecker recipes")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--train_only", action="store_true", help="train the students and stop (measure later, on a quiet machine)")
@@ -129,12 +134,14 @@ def main() -> None:
         teacher_path = teacher(name, args.model)
         samples = STUDENT[name]["train_samples"] if args.train_samples is None else (args.train_samples or None)
         epochs = STUDENT[name]["epochs"] if args.epochs is None else args.epochs
-        budget = f"{samples or 'all'}×{epochs:g}"
+        task_budget = f"{samples or 'all'}×{epochs:g}"
         task = TaskConfig(task=name, max_train_samples=samples).load(seed=0)
         spec = get_architecture(AutoConfig.from_pretrained(teacher_path))
         students, finished = [], {}
         for recipe_name in args.recipes:
-            recipe = with_budget(Recipe.from_yaml(HERE.parent / "recipes" / f"{recipe_name}.yaml"), epochs, args.corpus_samples, args.model, spec)
+            recipe = with_budget(Recipe.from_yaml(HERE.parent / "recipes" / f"{recipe_name}.yaml"), epochs, args.corpus_samples, args.model, spec, args.score_lr)
+            prunes = any(hasattr(s.config, "score_learning_rate") for s in recipe.stages)
+            budget = task_budget + (f", score lr {args.score_lr:g}" if args.score_lr is not None and prunes else "")
             float_attention = any(getattr(s.config, "quantize_attention", True) is False for s in recipe.stages)
             label = (f"{recipe_name}{' (attention matmuls float)' if float_attention else ''} "
                      f"[{budget}{f', stage1 {args.corpus_samples}×1' if recipe.stages[0].general else ''}]")
