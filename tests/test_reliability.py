@@ -2,10 +2,12 @@
 student, and every bad input is one line (the table in docs/reliability.md comes from here)."""
 
 import errno
+import json
 import re
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from leanformer.methods.quantization import QuantizationConfig
 from leanformer.student import distil_student
 from leanformer.data import TaskConfig
 from leanformer.training import TrainConfig
+from leanformer.training_clock import CLOCK_FILE
 from tiny_models import tiny_config, tiny_inputs, write_tiny_task
 
 TRAIN = dict(epochs=2.0, batch_size=4, max_length=16, report_to="none", progress=False, save_steps=3, logging_steps=1)
@@ -74,15 +77,25 @@ def test_a_run_killed_mid_training_resumes_to_the_uninterrupted_student(tiny_tas
     assert main(_argv(d, recipe, "straight")) == 0
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    started = time.perf_counter()
     killed = subprocess.run([sys.executable, "-c", KILLER, *_argv(d, recipe, "killed")], env=env, capture_output=True, text=True, timeout=600)
+    killed_seconds = time.perf_counter() - started
     assert killed.returncode == -9, killed.stderr[-2000:]
     checkpoints = d / "killed.checkpoints"
     assert (checkpoints / "checkpoint-3").is_dir() and not (d / "killed").exists()
 
     # without --resume the checkpoints are not silently reused or thrown away
     assert main(_argv(d, recipe, "killed")) == 2
+    # the checkpoint carries the seconds spent up to it; the resumed run's train_seconds adds them
+    clock = checkpoints / "checkpoint-3" / CLOCK_FILE
+    assert 0 < json.loads(clock.read_text())["seconds"] < killed_seconds
+    clock.write_text(json.dumps({"seconds": 1000.0}))  # as if the killed run had been slow
+    started = time.perf_counter()
     assert main([*_argv(d, recipe, "killed"), "--resume"]) == 0
+    resumed_seconds = time.perf_counter() - started
     assert (_logits(d / "killed") - _logits(d / "straight")).abs().max() < 1e-4
+    train_seconds = json.loads((d / "killed" / "leanformer_metrics.json").read_text())["train_seconds"]
+    assert 1000.0 < train_seconds < 1000.0 + resumed_seconds
 
 
 def test_one_seed_gives_one_student(tiny_task):
@@ -93,6 +106,41 @@ def test_one_seed_gives_one_student(tiny_task):
         distil_student(d / "teacher", CONFIGS["pruning"], task, train, DistillationConfig(), d / name)
     a, b = leanformer.load(d / "a").state_dict(), leanformer.load(d / "b").state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_an_interrupted_teacher_fine_tuning_reports_the_seconds_of_all_its_runs(tiny_task, monkeypatch):
+    import transformers
+
+    from leanformer.teacher import FinetuneConfig, finetune, teacher_metrics
+
+    monkeypatch.setenv("LEANFORMER_CACHE", str(tiny_task / "cache"))
+    args = (FinetuneConfig(model=str(tiny_task / "teacher")), TaskConfig(task=str(tiny_task / "data.csv")), TrainConfig(**TRAIN))
+
+    class Interrupted(Exception):
+        pass
+
+    class InterruptAtStep5(transformers.TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 5:
+                raise Interrupted
+
+    init = transformers.Trainer.__init__
+
+    def init_interrupted(self, *a, **k):
+        init(self, *a, **k)
+        self.add_callback(InterruptAtStep5())
+
+    monkeypatch.setattr(transformers.Trainer, "__init__", init_interrupted)
+    with pytest.raises(Interrupted):
+        finetune(*args)
+    monkeypatch.setattr(transformers.Trainer, "__init__", init)
+    [clock] = (tiny_task / "cache" / "runs").glob(f"*/checkpoint-3/{CLOCK_FILE}")
+    assert json.loads(clock.read_text())["seconds"] > 0
+    clock.write_text(json.dumps({"seconds": 1000.0}))  # as if the interrupted run had been slow
+    started = time.perf_counter()
+    teacher = finetune(*args)
+    resumed_seconds = time.perf_counter() - started
+    assert 1000.0 < teacher_metrics(teacher)["train_seconds"] < 1000.0 + resumed_seconds
 
 
 def test_a_non_finite_loss_stops_with_a_clear_message(tiny_task):

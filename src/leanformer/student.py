@@ -25,6 +25,7 @@ from .model_card import model_card
 from .registry import method_for_config
 from .teacher import METRICS_FILE
 from .training import TrainConfig
+from .training_clock import trainer_clock
 
 
 TRAINING_LOG_FILE = "training_log.json"
@@ -103,12 +104,14 @@ def distil_student(
         print(f"leanformer: data {task.spec.name!r}: {task.split_summary()}", file=sys.stderr, flush=True)
         print(f"leanformer: training {str(output_dir)!r} ({method.name}): {shown}"
               + (f" (from flags: {', '.join(from_flags)})" if from_flags else ""), file=sys.stderr, flush=True)
+        trainers = []
         if train.trains:
             trainer = run_distillation(
                 student, teacher, features, collator=collator, tokenizer=tokenizer, train=train,
                 distillation=distillation, output_dir=output_dir, extras=extras, resume=resume,
             )
             log_history += [{**entry, "phase": "distillation"} for entry in trainer.state.log_history]
+            trainers.append(trainer)
         student = finalize_stage(student, method_config)
         refine = method.refine_train(method_config, train)
         if refine is not None:  # e.g. Block Pruning's "hybrid filled": distil the finalized, smaller model again
@@ -117,7 +120,9 @@ def distil_student(
                 distillation=distillation, output_dir=refine_dir, resume=resume,
             )
             log_history += [{**entry, "phase": "refine"} for entry in trainer.state.log_history]
-        seconds = time.perf_counter() - started
+            trainers.append(trainer)
+        # this run's seconds, and what earlier, interrupted runs had spent up to the checkpoints resumed from
+        seconds = time.perf_counter() - started + sum(trainer_clock(t).before for t in trainers)
 
         metrics = {
             split: evaluate_model(student, tokenizer, task, split, batch_size=train.eval_batch_size, max_length=train.max_length, progress=train.progress)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-import time
 from pathlib import Path
 
 import transformers
@@ -27,6 +26,7 @@ from .pretrained import resolve_model
 from .paths import cache_dir
 from .teacher_config import SCRATCH, FinetuneConfig, ScratchTranslationConfig
 from .training import TrainConfig
+from .training_clock import TrainingClock
 from .translation_teacher import model_and_tokenizer
 
 METRICS_FILE = "leanformer_metrics.json"
@@ -110,9 +110,11 @@ def finetune(
             data_collator=collator,
             processing_class=tokenizer,
         )
-        started = time.perf_counter()
-        trainer.train(resume_from_checkpoint=get_last_checkpoint(str(run_dir)))
-        train_seconds = time.perf_counter() - started
+        last = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+        clock = TrainingClock(last)  # seconds summed over an interrupted training's runs
+        trainer.add_callback(clock)
+        trainer.train(resume_from_checkpoint=last)
+        train_seconds = clock.seconds
 
         model.eval()
         metrics = {

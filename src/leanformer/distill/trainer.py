@@ -20,6 +20,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from ..errors import ConfigError, DataError, LeanformerError
+from ..training_clock import TrainingClock
 from .capture import ActivationCapture
 from .config import DistillationConfig
 from .losses import IntermediatePair, default_intermediate_pairs, logit_loss, masked_mse
@@ -331,6 +332,7 @@ def run_distillation(
         print(f"leanformer: --resume: no checkpoint in {str(run_dir)!r}, starting from the first step", file=sys.stderr, flush=True)
     if last is not None:
         callbacks.append(_SameBudget(last))
+    callbacks.append(TrainingClock(last))
     trainer = DistillationTrainer(
         model=student,
         args=train.training_arguments(str(run_dir)),
@@ -339,7 +341,7 @@ def run_distillation(
         processing_class=tokenizer,
         teacher=teacher,
         distillation=distillation,
-        callbacks=callbacks or None,
+        callbacks=callbacks,
         extra_losses=extras.extra_losses if extras else None,
         learning_rates=extras.learning_rates if extras else None,
         log_values=extras.log_values if extras else None,
