@@ -31,13 +31,13 @@ from leanformer.benchmark import Candidate
 from leanformer.data import TaskConfig
 from leanformer.measure import machine_of, read_results
 from leanformer.recipe import Recipe
-from leanformer.student import METRICS_FILE, TRAINING_LOG_FILE, distil_recipe, stage_output
+from leanformer.student import distil_recipe
 from leanformer.teacher import FinetuneConfig, finetune, teacher_metrics
 from leanformer.training import TrainConfig
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from common import command_line, measure_students, record_rows, reuse_finished_prefix, run_dir  # noqa: E402
+from common import command_line, measure_students, record_rows, reuse_finished_prefix, run_dir, stage_costs  # noqa: E402
 
 RUNS = Path("runs/bench/base_size")
 # prune_then_int8 after hybrid_filled: it continues from that finished first stage.
@@ -73,21 +73,6 @@ def with_budget(recipe: Recipe, epochs: float, corpus_samples: int, pretrained: 
             general_train = dataclasses.replace(stage.general_train or train, epochs=1.0, report_to="none", logging_steps=20)
         stages.append(dataclasses.replace(stage, train=train, general=general, general_train=general_train))
     return Recipe(stages)
-
-
-def stage_costs(out: Path, recipe: Recipe) -> tuple[list[float | None], float | None]:
-    """Seconds per optimizer step of each stage's distillation (teacher forward included; None: not
-    recorded, e.g. PTQ) and the whole recipe's training seconds (a stage reused from another
-    recipe counts too), from each stage's saved training log and metrics."""
-    per_step, seconds = [], []
-    for i, stage in enumerate(recipe.stages):
-        stage_dir = stage_output(out, i, len(recipe.stages), stage.method)
-        log = json.loads((stage_dir / TRAINING_LOG_FILE).read_text()) if (stage_dir / TRAINING_LOG_FILE).is_file() else []
-        # train_runtime / steps: the summary's steps_per_second is rounded to 3 decimals (0.14 for 7.0-7.16 s)
-        runs = [e["train_runtime"] / e["step"] for e in log if e.get("phase") == "distillation" and e.get("train_runtime") and e.get("step")]
-        per_step.append(round(runs[0], 3) if runs else None)
-        seconds.append(json.loads((stage_dir / METRICS_FILE).read_text()).get("train_seconds") if (stage_dir / METRICS_FILE).is_file() else None)
-    return per_step, None if None in seconds else round(sum(seconds), 1)
 
 
 def training_cost(rows) -> str:
@@ -153,7 +138,7 @@ def main() -> None:
                 distil_recipe(teacher_path, recipe, task, out, train=recipe.stages[0].train, overwrite=True, resume=True)
             finished[recipe_name] = (recipe.stages, out)
             record = json.loads((out / "leanformer_metrics.json").read_text())
-            per_step, seconds = stage_costs(out, recipe)
+            per_step, seconds = stage_costs(out, recipe.stages)
             extra = dict(recipe=recipe.to_dict(), budget=budget, seconds_per_step=per_step, train_seconds=seconds, metrics_test=record["metrics"]["test"])
             students.append((Candidate(label, out, method="+".join(s.method for s in recipe.stages),
                                        metric=record["metrics"]["test"][task.spec.primary_metric]), extra))

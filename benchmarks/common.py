@@ -3,13 +3,14 @@ merge the rows into a results file whose markdown table is regenerated."""
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from pathlib import Path
 
 from leanformer.benchmark import Candidate, benchmark
 from leanformer.measure import BenchmarkRow, machine_of, read_results, render_benchmark, write_results
-from leanformer.student import stage_output
+from leanformer.student import METRICS_FILE, TRAINING_LOG_FILE, stage_output
 from leanformer.teacher import teacher_metrics
 
 
@@ -60,6 +61,21 @@ def reuse_finished_prefix(out: Path, stages: list, finished: dict[str, tuple[lis
         link = stage_output(out, i, len(stages), stage.method)
         if not link.exists():
             link.symlink_to(source.resolve(), target_is_directory=True)
+
+
+def stage_costs(out: Path, stages) -> tuple[list[float | None], float | None]:
+    """Seconds per optimizer step of each stage's distillation (teacher forward included; None: not
+    recorded, e.g. PTQ) and the whole recipe's training seconds (a stage reused from another
+    recipe counts too: a row's training time is the sum of its stages'), from each stage's saved training log and metrics."""
+    per_step, seconds = [], []
+    for i, stage in enumerate(stages):
+        stage_dir = stage_output(out, i, len(stages), stage.method)
+        log = json.loads((stage_dir / TRAINING_LOG_FILE).read_text()) if (stage_dir / TRAINING_LOG_FILE).is_file() else []
+        # train_runtime / steps: the summary's steps_per_second is rounded to 3 decimals (0.14 for 7.0-7.16 s)
+        runs = [e["train_runtime"] / e["step"] for e in log if e.get("phase") == "distillation" and e.get("train_runtime") and e.get("step")]
+        per_step.append(round(runs[0], 3) if runs else None)
+        seconds.append(json.loads((stage_dir / METRICS_FILE).read_text()).get("train_seconds") if (stage_dir / METRICS_FILE).is_file() else None)
+    return per_step, None if None in seconds else round(sum(seconds), 1)
 
 
 def measure_students(teacher_path: Path, students: list[tuple[Candidate, dict]], task, *, command: str, **kwargs) -> list[BenchmarkRow]:

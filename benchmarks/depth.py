@@ -35,7 +35,7 @@ from leanformer.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (  # noqa: E402
-    add_budget_arguments, command_line, measure_students, record_rows, reuse_finished_prefix, run_dir, student_budget,
+    add_budget_arguments, command_line, measure_students, record_rows, reuse_finished_prefix, run_dir, stage_costs, student_budget,
 )
 from pruning import SCHEDULE, _teacher  # noqa: E402  (same teachers and pruning schedule as benchmarks/pruning.md)
 
@@ -112,7 +112,8 @@ def main() -> None:
                 distil_recipe(teacher_path, Recipe(variants[label]), task, out, train=train, overwrite=True, resume=True)
             finished[label] = (variants[label], out)
             record = json.loads((out / "leanformer_metrics.json").read_text())
-            extra = dict(recipe=[s.to_dict() for s in variants[label]], train_seconds=record["train_seconds"],
+            per_step, seconds = stage_costs(out, variants[label])  # every stage's, also one reused from another row
+            extra = dict(recipe=[s.to_dict() for s in variants[label]], train_seconds=seconds, seconds_per_step=per_step,
                          metrics_test=record["metrics"]["test"], epochs=train.epochs)
             if name == "glue/sst2" and not args.train_only:
                 extra["rotten_tomatoes_accuracy"] = _out_of_distribution(out, train.max_length)
