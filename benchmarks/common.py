@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from leanformer.benchmark import Candidate, benchmark
+from leanformer.distill.general import GENERAL_RECORD_FILE
 from leanformer.measure import BenchmarkRow, machine_of, read_results, render_benchmark, write_results
 from leanformer.student import METRICS_FILE, TRAINING_LOG_FILE, stage_output
 from leanformer.teacher import teacher_metrics
@@ -65,9 +66,15 @@ def reuse_finished_prefix(out: Path, stages: list, finished: dict[str, tuple[lis
 
 def stage_costs(out: Path, stages) -> tuple[list[float | None], float | None]:
     """Seconds per optimizer step of each stage's distillation (teacher forward included; None: not
-    recorded, e.g. PTQ) and the whole recipe's training seconds (a stage reused from another
-    recipe counts too: a row's training time is the sum of its stages'), from each stage's saved training log and metrics."""
+    recorded, e.g. PTQ; a Kronecker stage 1 on unlabelled text comes first) and the whole recipe's
+    training seconds (a row's training time is the sum of its stages', also of one reused from
+    another recipe), from each stage's saved training log and metrics."""
     per_step, seconds = [], []
+    if stages and stages[0].general is not None:
+        general = Path(f"{out}.general") / GENERAL_RECORD_FILE
+        record = json.loads(general.read_text()) if general.is_file() else {}
+        per_step.append(record.get("seconds_per_step"))
+        seconds.append(record.get("train_seconds"))
     for i, stage in enumerate(stages):
         stage_dir = stage_output(out, i, len(stages), stage.method)
         log = json.loads((stage_dir / TRAINING_LOG_FILE).read_text()) if (stage_dir / TRAINING_LOG_FILE).is_file() else []

@@ -1,12 +1,15 @@
 """Stage 1 (general distillation on unlabelled text) then stage 2 (task distillation), on tiny models."""
 
+import json
+import time
+
 import pytest
 import torch
 import transformers
 
 import leanformer
 from leanformer.data.corpus import load_corpus
-from leanformer.distill.general import GeneralDistillationConfig, general_distillation
+from leanformer.distill.general import GENERAL_RECORD_FILE, GeneralDistillationConfig, general_distillation
 from leanformer.errors import AssetMissingError, DataError
 from leanformer.methods.kronecker import KroneckerConfig, KroneckerEmbedding
 from leanformer.student import load_encoder
@@ -35,8 +38,13 @@ def test_general_then_task_distillation(tmp_path, mlm):
     corpus.write_text("\n".join(" ".join(f"w{(i * 7 + j) % 95}" for j in range(12)) for i in range(40)))
 
     train = TrainConfig(max_steps=6, batch_size=8, learning_rate=1e-3, report_to="none", progress=False, max_length=16)
+    started = time.perf_counter()
     out = general_distillation(GeneralDistillationConfig(pretrained=str(pretrained), corpus=str(corpus)), CONFIG, train, tmp_path / "stage1")
+    elapsed = time.perf_counter() - started
     stage1 = leanformer.load(out)
+    record = json.loads((out / GENERAL_RECORD_FILE).read_text())  # what stage 1 cost, for cost tables
+    assert record["steps"] == 6 and record["passages"] == 40 and 0 < record["train_seconds"] < elapsed
+    assert record["seconds_per_step"] == pytest.approx(record["train_seconds"] / 6, abs=0.05 / 6 + 1e-3)  # seconds rounded to 0.1
     assert any(isinstance(m, KroneckerEmbedding) for m in stage1.modules())
 
     # stage 2 starts from a fine-tuned teacher: its encoder is replaced by stage 1's, its head kept

@@ -7,6 +7,7 @@ then initialise the task student of stage 2 (`student.distil_student(..., init_e
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import torch
@@ -18,8 +19,12 @@ from ..config import ConfigBase
 from ..data.corpus import load_corpus
 from ..pretrained import resolve_model
 from ..training import TrainConfig
+from ..training_clock import trainer_clock
 from .config import DistillationConfig, GeneralDistillationConfig
 from .trainer import checkpoint_dir, run_distillation
+
+# what stage 1 cost, beside its encoder (not leanformer_metrics.json: this is no task student)
+GENERAL_RECORD_FILE = "leanformer_general.json"
 
 
 def _pretrained_model(path: Path):
@@ -77,9 +82,14 @@ def general_distillation(
         )
         collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15) if mlm else DataCollatorWithPadding(tokenizer)
         # stage 1 always continues its own checkpoints: its output path names one configuration
-        run_distillation(
+        trainer = run_distillation(
             student, teacher, features, collator=collator, tokenizer=tokenizer, train=train, distillation=distillation,
             output_dir=output_dir, resume=checkpoint_dir(output_dir).is_dir(),
         )
-        save(student, output_dir, tokenizer)
+        steps = trainer.state.global_step
+        seconds = trainer_clock(trainer).seconds  # summed over resumed runs
+        record = {"pretrained": str(path), "corpus": general.corpus, "passages": len(features), "steps": steps,
+                  "train_seconds": round(seconds, 1), "seconds_per_step": round(seconds / steps, 3) if steps else None,
+                  "settings": {"general": general.to_dict(), "config": method_config.to_dict(), "train": train.to_dict(), "distillation": distillation.to_dict()}}
+        save(student, output_dir, tokenizer, extra_files={GENERAL_RECORD_FILE: json.dumps(record, indent=2)})
         return output_dir
