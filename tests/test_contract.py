@@ -119,11 +119,17 @@ def test_compress_leaves_the_input_untouched_and_records_every_stage(sequence, f
 @pytest.mark.parametrize("sequence, family", _supported(SEQUENCES))
 def test_save_then_load_gives_the_same_model(tmp_path, sequence, family):
     _, student, inputs = _student(sequence, family)
+    if student.can_generate():  # generation settings of its own, and config.use_cache off as training leaves it
+        student.generation_config.update(max_length=17, num_beams=2, use_cache=True)
+        student.config.use_cache = False
     leanformer.save(student, tmp_path / "student")
     loaded = leanformer.load(tmp_path / "student")
     assert leanformer.recipe_of(loaded) == leanformer.recipe_of(student)
     assert loaded.state_dict().keys() == student.state_dict().keys()
     torch.testing.assert_close(_outputs(loaded, inputs), _outputs(student, inputs), rtol=0, atol=0)
+    if student.can_generate():  # rebuilt from config.json alone it would generate without its cache
+        assert loaded.generation_config.to_diff_dict() == student.generation_config.to_diff_dict()
+        assert loaded.generation_config.use_cache and loaded.generation_config.num_beams == 2
 
 
 @pytest.mark.parametrize("sequence, family", _supported(SEQUENCES))

@@ -35,6 +35,7 @@ def test_hybrid_filled_student_is_pruned_refined_saved_and_loads(teacher_and_dat
     teacher = leanformer.load(d / "teacher")
     assert not any(isinstance(m, MaskedLinear) for m in student.modules())
     assert type(student) is type(teacher)
+    assert student.config.use_cache is teacher.config.use_cache is True  # the Trainer's training-time False is not saved
     assert linear_parameters(student) < linear_parameters(teacher)
     assert flops_per_token(student) < flops_per_token(teacher)
     structure = leanformer.recipe_of(student)[-1]["structure"]

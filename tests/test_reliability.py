@@ -141,6 +141,7 @@ def test_an_interrupted_teacher_fine_tuning_reports_the_seconds_of_all_its_runs(
     teacher = finetune(*args)
     resumed_seconds = time.perf_counter() - started
     assert 1000.0 < teacher_metrics(teacher)["train_seconds"] < 1000.0 + resumed_seconds
+    assert json.loads((teacher / "config.json").read_text())["use_cache"] is True  # the Trainer's training-time False is not saved
 
 
 def test_a_non_finite_loss_stops_with_a_clear_message(tiny_task):

@@ -331,6 +331,9 @@ def load(path: str | os.PathLike, *, trust_remote_code: bool = False) -> nn.Modu
             f"(missing: {missing[:3]}, unexpected: {result.unexpected_keys[:3]}); was the file edited by hand?"
         )
     model.tie_weights()
+    if model.can_generate() and (path / "generation_config.json").is_file():
+        # cls(config) derives generation settings from config.json; the saved ones (cache, lengths, tokens) are what was built
+        model.generation_config = transformers.GenerationConfig.from_pretrained(path)
     setattr(model.config, RECIPE_KEY, getattr(config, RECIPE_KEY))
     return model.eval()
 

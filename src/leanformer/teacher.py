@@ -25,7 +25,7 @@ from .model_card import model_card
 from .pretrained import resolve_model
 from .paths import cache_dir
 from .teacher_config import SCRATCH, FinetuneConfig, ScratchTranslationConfig
-from .training import TrainConfig
+from .training import TrainConfig, keeping_use_cache
 from .training_clock import TrainingClock
 from .translation_teacher import model_and_tokenizer
 
@@ -103,17 +103,18 @@ def finetune(
 
         train_features = tokenize_dataset(spec, task.splits["train"], tokenizer, train_config.max_length, for_training=True)
         collator = DataCollatorForSeq2Seq(tokenizer, model=model) if spec.kind == "translation" else DataCollatorWithPadding(tokenizer)
-        trainer = Trainer(
-            model=model,
-            args=train_config.training_arguments(str(run_dir), **overrides),
-            train_dataset=train_features,
-            data_collator=collator,
-            processing_class=tokenizer,
-        )
-        last = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
-        clock = TrainingClock(last)  # seconds summed over an interrupted training's runs
-        trainer.add_callback(clock)
-        trainer.train(resume_from_checkpoint=last)
+        with keeping_use_cache(model):
+            trainer = Trainer(
+                model=model,
+                args=train_config.training_arguments(str(run_dir), **overrides),
+                train_dataset=train_features,
+                data_collator=collator,
+                processing_class=tokenizer,
+            )
+            last = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+            clock = TrainingClock(last)  # seconds summed over an interrupted training's runs
+            trainer.add_callback(clock)
+            trainer.train(resume_from_checkpoint=last)
         train_seconds = clock.seconds
 
         model.eval()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -81,3 +82,17 @@ class TrainConfig(ConfigBase):
         )
         kwargs.update(overrides)
         return TrainingArguments(**kwargs)
+
+
+@contextmanager
+def keeping_use_cache(model):
+    """Build and run a Trainer inside this: transformers 5's Trainer sets `model.config.use_cache` to
+    `TrainingArguments.use_cache` (False) when it is built, which training wants; afterwards the model
+    gets its own value back, so what is saved says what was built (a translation model saved with
+    use_cache False is rebuilt to generate without its key/value cache: quadratic decoding)."""
+    use_cache = getattr(model.config, "use_cache", None)
+    try:
+        yield
+    finally:
+        if use_cache is not None:
+            model.config.use_cache = use_cache

@@ -21,6 +21,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from ..errors import ConfigError, DataError, LeanformerError
 from ..training_clock import TrainingClock
+from ..training import keeping_use_cache
 from .capture import ActivationCapture
 from .config import DistillationConfig
 from .losses import IntermediatePair, default_intermediate_pairs, logit_loss, masked_mse
@@ -333,20 +334,21 @@ def run_distillation(
     if last is not None:
         callbacks.append(_SameBudget(last))
     callbacks.append(TrainingClock(last))
-    trainer = DistillationTrainer(
-        model=student,
-        args=train.training_arguments(str(run_dir)),
-        train_dataset=features,
-        data_collator=collator,
-        processing_class=tokenizer,
-        teacher=teacher,
-        distillation=distillation,
-        callbacks=callbacks,
-        extra_losses=extras.extra_losses if extras else None,
-        learning_rates=extras.learning_rates if extras else None,
-        log_values=extras.log_values if extras else None,
-    )
-    trainer.train(resume_from_checkpoint=last)
+    with keeping_use_cache(student):
+        trainer = DistillationTrainer(
+            model=student,
+            args=train.training_arguments(str(run_dir)),
+            train_dataset=features,
+            data_collator=collator,
+            processing_class=tokenizer,
+            teacher=teacher,
+            distillation=distillation,
+            callbacks=callbacks,
+            extra_losses=extras.extra_losses if extras else None,
+            learning_rates=extras.learning_rates if extras else None,
+            log_values=extras.log_values if extras else None,
+        )
+        trainer.train(resume_from_checkpoint=last)
     return trainer
 
 
