@@ -171,9 +171,9 @@ def translation(args, command: str) -> None:
             (pruned_label, "pruning", "pytorch fp32", pruned_params),
             (pruned_onnx, "pruning", "onnx fp32 (greedy loop with cache)", pruned_params),
             (int8_label, "pruning+quantization", "onnx int8 (greedy loop with cache)", pruned_params)):
-        extra = {} if params == teacher_params else dict(heads_kept=report["heads_kept"], heads_total=report["heads_total"],
-                                                         ffn_dims_kept=report["ffn_dims_kept"], ffn_dims_total=report["ffn_dims_total"],
-                                                         flop_reduction=report["flop_reduction"], epochs=train.epochs)
+        extra = {} if label in ("teacher", teacher_onnx) else dict(heads_kept=report["heads_kept"], heads_total=report["heads_total"],
+                                                                   ffn_dims_kept=report["ffn_dims_kept"], ffn_dims_total=report["ffn_dims_total"],
+                                                                   flop_reduction=report["flop_reduction"], epochs=train.epochs)
         rows.append(_row(label, method, name, "bleu", bleu[label], bleu["teacher"], params, teacher_params, size[label], size["teacher"],
                          lat[label], lat["teacher"], command, runtime=runtime, generation="greedy, 32 new tokens timed", **extra))
     record_rows(rows, HERE / "results" / "pruning.json", HERE / "pruning.md", title=TITLE, command=command)
