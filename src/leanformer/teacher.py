@@ -25,7 +25,7 @@ from .model_card import model_card
 from .pretrained import resolve_model
 from .paths import cache_dir
 from .teacher_config import SCRATCH, FinetuneConfig, ScratchTranslationConfig
-from .training import TrainConfig, keeping_use_cache
+from .training import TrainConfig, training_what_is_saved
 from .training_clock import TrainingClock
 from .translation_teacher import model_and_tokenizer
 
@@ -103,7 +103,7 @@ def finetune(
 
         train_features = tokenize_dataset(spec, task.splits["train"], tokenizer, train_config.max_length, for_training=True)
         collator = DataCollatorForSeq2Seq(tokenizer, model=model) if spec.kind == "translation" else DataCollatorWithPadding(tokenizer)
-        with keeping_use_cache(model):
+        with training_what_is_saved(model):
             trainer = Trainer(
                 model=model,
                 args=train_config.training_arguments(str(run_dir), **overrides),

@@ -85,14 +85,25 @@ class TrainConfig(ConfigBase):
 
 
 @contextmanager
-def keeping_use_cache(model):
-    """Build and run a Trainer inside this: transformers 5's Trainer sets `model.config.use_cache` to
-    `TrainingArguments.use_cache` (False) when it is built, which training wants; afterwards the model
-    gets its own value back, so what is saved says what was built (a translation model saved with
-    use_cache False is rebuilt to generate without its key/value cache: quadratic decoding)."""
+def training_what_is_saved(model):
+    """Build and run a Trainer inside this, so that the model saved afterwards is the model trained:
+    - parameters the model does not save (transformers' `_keys_to_ignore_on_save`, e.g. Marian's
+      sinusoidal position tables, recomputed when loaded) are frozen while it trains: loaded with
+      `from_pretrained` they require grad, and a trained table would be lost by saving, so the
+      model scored after training would not be the model loaded later;
+    - transformers 5's Trainer sets `model.config.use_cache` to `TrainingArguments.use_cache`
+      (False) when it is built, which training wants; afterwards the model gets its own value back
+      (a translation model saved with use_cache False is rebuilt to generate without its key/value
+      cache: quadratic decoding)."""
     use_cache = getattr(model.config, "use_cache", None)
+    unsaved = set(getattr(model, "_keys_to_ignore_on_save", None) or ())
+    frozen = [p for name, p in model.named_parameters(remove_duplicate=False) if name in unsaved and p.requires_grad]
+    for param in frozen:
+        param.requires_grad_(False)
     try:
         yield
     finally:
+        for param in frozen:
+            param.requires_grad_(True)
         if use_cache is not None:
             model.config.use_cache = use_cache

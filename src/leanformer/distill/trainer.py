@@ -21,7 +21,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from ..errors import ConfigError, DataError, LeanformerError
 from ..training_clock import TrainingClock
-from ..training import keeping_use_cache
+from ..training import training_what_is_saved
 from .capture import ActivationCapture
 from .config import DistillationConfig
 from .losses import IntermediatePair, default_intermediate_pairs, logit_loss, masked_mse
@@ -334,7 +334,7 @@ def run_distillation(
     if last is not None:
         callbacks.append(_SameBudget(last))
     callbacks.append(TrainingClock(last))
-    with keeping_use_cache(student):
+    with training_what_is_saved(student):
         trainer = DistillationTrainer(
             model=student,
             args=train.training_arguments(str(run_dir)),
