@@ -426,22 +426,14 @@ def test_qat_student_and_post_training_baseline_from_the_pipeline(tmp_path):
 
 @pytest.mark.slow  # trains a translation teacher from scratch, then its student (~25 s)
 def test_translation_teacher_from_scratch_and_its_quantized_student(tmp_path, monkeypatch):
-    import json
-
     from leanformer.distill import DistillationConfig
     from leanformer.student import distil_student
     from leanformer.data import TaskConfig
     from leanformer.teacher import FinetuneConfig, finetune, teacher_metrics
-    from leanformer.training import TrainConfig
-    from leanformer.translation_teacher import ScratchTranslationConfig
-    from tiny_models import WORDS
+    from tiny_models import write_tiny_translation_task
 
     monkeypatch.setenv("LEANFORMER_CACHE", str(tmp_path / "cache"))
-    rows = [{"source": " ".join(WORDS[(i + j) % 40] for j in range(5)), "target": " ".join(WORDS[(i + j) % 40 + 40] for j in range(5))} for i in range(60)]
-    (tmp_path / "pairs.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    task_config = TaskConfig(task=str(tmp_path / "pairs.jsonl"), kind="translation")
-    train = TrainConfig(max_steps=4, batch_size=8, max_length=12, eval_batch_size=32, report_to="none", progress=False, learning_rate=1e-3)
-    size = ScratchTranslationConfig(vocab_size=60, d_model=16, encoder_layers=1, decoder_layers=1, attention_heads=2, ffn_dim=32)
+    task_config, train, size = write_tiny_translation_task(tmp_path)
     teacher = finetune(FinetuneConfig(model="scratch"), task_config, train, scratch=size)
     record = teacher_metrics(teacher)
     assert set(record["metrics"]) == {"validation", "test", "test_beam4"} and "bleu" in record["metrics"]["test"]

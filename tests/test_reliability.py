@@ -154,15 +154,10 @@ def test_the_model_scored_after_training_is_the_model_saved(tmp_path, monkeypatc
     import leanformer.student
     import leanformer.teacher
     from leanformer.teacher import FinetuneConfig, finetune
-    from leanformer.translation_teacher import ScratchTranslationConfig
-    from tiny_models import WORDS
+    from tiny_models import write_tiny_translation_task
 
     monkeypatch.setenv("LEANFORMER_CACHE", str(tmp_path / "cache"))
-    rows = [{"source": " ".join(WORDS[(i + j) % 40] for j in range(5)), "target": " ".join(WORDS[(i + j) % 40 + 40] for j in range(5))} for i in range(60)]
-    (tmp_path / "pairs.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    task_config = TaskConfig(task=str(tmp_path / "pairs.jsonl"), kind="translation")
-    train = TrainConfig(max_steps=4, batch_size=8, max_length=12, eval_batch_size=32, report_to="none", progress=False, learning_rate=1e-3)
-    size = ScratchTranslationConfig(vocab_size=60, d_model=16, encoder_layers=1, decoder_layers=1, attention_heads=2, ffn_dim=32)
+    task_config, train, size = write_tiny_translation_task(tmp_path)
     scratch = finetune(FinetuneConfig(model="scratch"), task_config, train, scratch=size)
 
     scored = {}  # the logits of the model the training scores, on fixed inputs
@@ -170,7 +165,7 @@ def test_the_model_scored_after_training_is_the_model_saved(tmp_path, monkeypatc
     evaluate = module.evaluate_model
 
     def logits(model, tokenizer):
-        batch = tokenizer([r["source"] for r in rows[:4]], return_tensors="pt", padding=True)
+        batch = tokenizer(task_config.load().splits["test"]["source"][:4], return_tensors="pt", padding=True)
         with torch.no_grad():
             return model.eval()(**batch, decoder_input_ids=batch["input_ids"]).logits
 

@@ -91,3 +91,20 @@ def write_tiny_task(directory, rows: int = 60):
     lines = ["text,label"] + [f"{' '.join(WORDS[(i * 3 + j) % 95] for j in range(6))},{'pos' if i % 2 else 'neg'}" for i in range(rows)]
     (directory / "data.csv").write_text("\n".join(lines))
     return directory
+
+
+def write_tiny_translation_task(directory, rows: int = 60):
+    """A tiny EN→FR-like task at directory/pairs.jsonl (word i → word i + 40), with the training
+    budget and from-scratch Marian size that train a teacher on it in seconds: (task config, train, size)."""
+    import json
+
+    from leanformer.data import TaskConfig
+    from leanformer.training import TrainConfig
+    from leanformer.translation_teacher import ScratchTranslationConfig
+
+    pairs = [{"source": " ".join(WORDS[(i + j) % 40] for j in range(5)), "target": " ".join(WORDS[(i + j) % 40 + 40] for j in range(5))} for i in range(rows)]
+    (directory / "pairs.jsonl").write_text("\n".join(json.dumps(r) for r in pairs))
+    task_config = TaskConfig(task=str(directory / "pairs.jsonl"), kind="translation")
+    train = TrainConfig(max_steps=4, batch_size=8, max_length=12, eval_batch_size=32, report_to="none", progress=False, learning_rate=1e-3)
+    size = ScratchTranslationConfig(vocab_size=60, d_model=16, encoder_layers=1, decoder_layers=1, attention_heads=2, ffn_dim=32)
+    return task_config, train, size
