@@ -77,11 +77,14 @@ def stage_costs(out: Path, stages) -> tuple[list[float | None], float | None]:
         seconds.append(record.get("train_seconds"))
     for i, stage in enumerate(stages):
         stage_dir = stage_output(out, i, len(stages), stage.method)
-        log = json.loads((stage_dir / TRAINING_LOG_FILE).read_text()) if (stage_dir / TRAINING_LOG_FILE).is_file() else []
-        # train_runtime / steps: the summary's steps_per_second is rounded to 3 decimals (0.14 for 7.0-7.16 s)
-        runs = [e["train_runtime"] / e["step"] for e in log if e.get("phase") == "distillation" and e.get("train_runtime") and e.get("step")]
-        per_step.append(round(runs[0], 3) if runs else None)
-        seconds.append(json.loads((stage_dir / METRICS_FILE).read_text()).get("train_seconds") if (stage_dir / METRICS_FILE).is_file() else None)
+        record = json.loads((stage_dir / METRICS_FILE).read_text()) if (stage_dir / METRICS_FILE).is_file() else {}
+        recorded = (record.get("seconds_per_step") or {}).get("distillation")  # over all of the stage's runs
+        if recorded is None:  # a student saved before that record: the last run's train_runtime / steps
+            log = json.loads((stage_dir / TRAINING_LOG_FILE).read_text()) if (stage_dir / TRAINING_LOG_FILE).is_file() else []
+            runs = [e["train_runtime"] / e["step"] for e in log if e.get("phase") == "distillation" and e.get("train_runtime") and e.get("step")]
+            recorded = round(runs[0], 3) if runs else None
+        per_step.append(recorded)
+        seconds.append(record.get("train_seconds"))
     return per_step, None if None in seconds else round(sum(seconds), 1)
 
 

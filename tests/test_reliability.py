@@ -20,7 +20,7 @@ from leanformer.distill import DistillationConfig
 from leanformer.errors import LeanformerError
 from leanformer.methods.pruning import BlockPruningConfig
 from leanformer.methods.quantization import QuantizationConfig
-from leanformer.student import distil_student
+from leanformer.student import TRAINING_LOG_FILE, distil_student
 from leanformer.data import TaskConfig
 from leanformer.training import TrainConfig
 from leanformer.training_clock import CLOCK_FILE
@@ -94,8 +94,11 @@ def test_a_run_killed_mid_training_resumes_to_the_uninterrupted_student(tiny_tas
     assert main([*_argv(d, recipe, "killed"), "--resume"]) == 0
     resumed_seconds = time.perf_counter() - started
     assert (_logits(d / "killed") - _logits(d / "straight")).abs().max() < 1e-4
-    train_seconds = json.loads((d / "killed" / "leanformer_metrics.json").read_text())["train_seconds"]
-    assert 1000.0 < train_seconds < 1000.0 + resumed_seconds
+    record = json.loads((d / "killed" / "leanformer_metrics.json").read_text())
+    assert 1000.0 < record["train_seconds"] < 1000.0 + resumed_seconds
+    # so does its seconds per step: every step is charged the runs' summed seconds, not the last run's
+    steps = max(e["step"] for e in json.loads((d / "killed" / TRAINING_LOG_FILE).read_text()) if e.get("phase") == "distillation")
+    assert 1000.0 < record["seconds_per_step"]["distillation"] * steps < 1000.0 + resumed_seconds
 
 
 def test_one_seed_gives_one_student(tiny_task):

@@ -25,7 +25,7 @@ from .model_card import model_card
 from .registry import method_for_config
 from .teacher import METRICS_FILE
 from .training import TrainConfig
-from .training_clock import trainer_clock
+from .training_clock import seconds_per_step, trainer_clock
 
 
 TRAINING_LOG_FILE = "training_log.json"
@@ -104,7 +104,7 @@ def distil_student(
         print(f"leanformer: data {task.spec.name!r}: {task.split_summary()}", file=sys.stderr, flush=True)
         print(f"leanformer: training {str(output_dir)!r} ({method.name}): {shown}"
               + (f" (from flags: {', '.join(from_flags)})" if from_flags else ""), file=sys.stderr, flush=True)
-        trainers = []
+        trainers, per_step = [], {}  # per_step: each training phase's seconds per step, over all its runs
         if train.trains:
             trainer = run_distillation(
                 student, teacher, features, collator=collator, tokenizer=tokenizer, train=train,
@@ -112,6 +112,7 @@ def distil_student(
             )
             log_history += [{**entry, "phase": "distillation"} for entry in trainer.state.log_history]
             trainers.append(trainer)
+            per_step["distillation"] = seconds_per_step(trainer)
         student = finalize_stage(student, method_config)
         refine = method.refine_train(method_config, train)
         if refine is not None:  # e.g. Block Pruning's "hybrid filled": distil the finalized, smaller model again
@@ -121,6 +122,7 @@ def distil_student(
             )
             log_history += [{**entry, "phase": "refine"} for entry in trainer.state.log_history]
             trainers.append(trainer)
+            per_step["refine"] = seconds_per_step(trainer)
         # this run's seconds, and what earlier, interrupted runs had spent up to the checkpoints resumed from
         seconds = time.perf_counter() - started + sum(trainer_clock(t).before for t in trainers)
 
@@ -135,6 +137,7 @@ def distil_student(
             "metric_name": task.spec.primary_metric,
             "metrics": metrics,
             "train_seconds": round(seconds, 1),
+            "seconds_per_step": per_step,
             "settings": {"method": method.name, "config": method_config.to_dict(), "train": train.to_dict(), "distillation": distillation.to_dict()},
         }
         files = {METRICS_FILE: json.dumps(record, indent=2), TRAINING_LOG_FILE: json.dumps(log_history), "README.md": model_card(student, record)}

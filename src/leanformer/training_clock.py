@@ -45,3 +45,10 @@ class TrainingClock(TrainerCallback):
 def trainer_clock(trainer) -> TrainingClock:
     """The clock a trainer was given (run_distillation and finetune give every trainer one)."""
     return next(c for c in trainer.callback_handler.callbacks if isinstance(c, TrainingClock))
+
+
+def seconds_per_step(trainer) -> float | None:
+    """Seconds per optimizer step over all of a finished training's runs (the Trainer's
+    `train_runtime / step` counts the last run's seconds against every step, resumed ones too)."""
+    steps = trainer.state.global_step
+    return round(trainer_clock(trainer).seconds / steps, 3) if steps else None

@@ -19,7 +19,7 @@ from ..config import ConfigBase
 from ..data.corpus import load_corpus
 from ..pretrained import resolve_model
 from ..training import TrainConfig
-from ..training_clock import trainer_clock
+from ..training_clock import seconds_per_step, trainer_clock
 from .config import DistillationConfig, GeneralDistillationConfig
 from .trainer import checkpoint_dir, run_distillation
 
@@ -89,7 +89,7 @@ def general_distillation(
         steps = trainer.state.global_step
         seconds = trainer_clock(trainer).seconds  # summed over resumed runs
         record = {"pretrained": str(path), "corpus": general.corpus, "passages": len(features), "steps": steps,
-                  "train_seconds": round(seconds, 1), "seconds_per_step": round(seconds / steps, 3) if steps else None,
+                  "train_seconds": round(seconds, 1), "seconds_per_step": seconds_per_step(trainer),
                   "settings": {"general": general.to_dict(), "config": method_config.to_dict(), "train": train.to_dict(), "distillation": distillation.to_dict()}}
         save(student, output_dir, tokenizer, extra_files={GENERAL_RECORD_FILE: json.dumps(record, indent=2)})
         return output_dir
