@@ -34,6 +34,7 @@ from leanformer.student import distil_recipe
 from leanformer.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
+from baselines import write_baselines  # noqa: E402
 from common import (  # noqa: E402
     add_budget_arguments, command_line, measure_students, record_rows, reuse_finished_prefix, run_dir, stage_costs, student_budget,
 )
@@ -126,6 +127,7 @@ def main() -> None:
             measured[0].extra["rotten_tomatoes_accuracy"] = _out_of_distribution(teacher_path, train.max_length)
         show_out_of_distribution(measured)
         record_rows(measured, HERE / "results" / "depth.json", HERE / "depth.md", title=TITLE, command=command)
+        write_baselines()  # the fewer-layers baseline under pruning.md's and kronecker.md's tables
 
 
 if __name__ == "__main__":

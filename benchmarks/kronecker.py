@@ -29,6 +29,7 @@ from leanformer.teacher import FinetuneConfig, finetune
 from leanformer.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
+from baselines import write_baselines  # noqa: E402
 from common import command_line, measure_students, record_rows, run_dir, student_budget  # noqa: E402
 from teacher import teacher_settings  # noqa: E402  (same teachers as benchmarks/teacher.md)
 
@@ -124,6 +125,7 @@ def main() -> None:
             continue
         measured = measure_students(teacher_path, students, task, repeats=args.repeats, command=command)
         record_rows(measured, HERE / "results" / "kronecker.json", HERE / "kronecker.md", title="KroneckerBERT on MiniLM-L6 (test split)", command=command)
+        write_baselines()  # the fewer-layers baseline under pruning.md's and kronecker.md's tables
 
 
 if __name__ == "__main__":

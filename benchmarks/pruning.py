@@ -38,6 +38,7 @@ from leanformer.teacher import FinetuneConfig, finetune
 from leanformer.training import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
+from baselines import write_baselines  # noqa: E402
 from common import add_budget_arguments, command_line, measure_students, record_rows, run_dir, student_budget  # noqa: E402
 from teacher import teacher_settings  # noqa: E402  (same teachers as benchmarks/teacher.md)
 
@@ -115,6 +116,7 @@ def main() -> None:
             continue
         measured = measure_students(teacher_path, students, task, repeats=args.repeats, command=command, max_length=train.max_length)
         record_rows(measured, HERE / "results" / "pruning.json", HERE / "pruning.md", title=TITLE, command=command)
+        write_baselines()  # the fewer-layers baseline under pruning.md's and kronecker.md's tables
 
 
 def translation(args, command: str) -> None:
@@ -177,6 +179,7 @@ def translation(args, command: str) -> None:
         rows.append(_row(label, method, name, "bleu", bleu[label], bleu["teacher"], params, teacher_params, size[label], size["teacher"],
                          lat[label], lat["teacher"], command, runtime=runtime, generation="greedy, 32 new tokens timed", **extra))
     record_rows(rows, HERE / "results" / "pruning.json", HERE / "pruning.md", title=TITLE, command=command)
+    write_baselines()  # the fewer-layers baseline under pruning.md's and kronecker.md's tables
 
 
 if __name__ == "__main__":
