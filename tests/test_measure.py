@@ -369,6 +369,16 @@ def test_render_benchmark_lists_every_command_that_measured_a_row(tmp_path):
     assert text.startswith("# t\n\n```\npython bench.py --tasks a\npython bench.py --tasks b\n```\n")
 
 
+def test_render_benchmark_keeps_a_tasks_rows_together_when_a_later_run_adds_to_it(tmp_path):
+    teacher, student = rows()[0], rows()[1]
+    other = BenchmarkRow(**{**vars(teacher), "task": "glue/mrpc", "model": "mrpc teacher"})
+    later = BenchmarkRow(**{**vars(student), "model": "later student"})  # same task as the first, recorded last
+    write_results([teacher, student, other, later], tmp_path / "results.json")
+    render_benchmark(tmp_path / "results.json", tmp_path / "README.md", title="t", command="c")
+    models = [line.split(" | ")[0].lstrip("| ") for line in (tmp_path / "README.md").read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert models == [teacher.model, student.model, "later student", "mrpc teacher"]
+
+
 def test_render_benchmark_names_the_cpu_of_every_row(tmp_path):
     first, second, *_ = rows()
     first.extra["cpu"] = "Intel(R) Xeon(R) Processor"

@@ -206,8 +206,11 @@ def render_benchmark(results_json_path: str | Path, markdown_path: str | Path, *
 
     Rows measured by different runs keep their own command: every distinct one is listed (first
     seen first), so the header never claims one command produced rows that another run measured.
+    Rows are grouped by task (first seen first), in the order they were recorded within a task.
     """
     rows = read_results(results_json_path)
+    tasks = list(dict.fromkeys(r.task for r in rows))  # a task's rows stay together, also those a later run added
+    rows = sorted(rows, key=lambda r: tasks.index(r.task))
     commands = list(dict.fromkeys(r.command for r in rows if r.command)) or [command]
     cpus = list(dict.fromkeys(map(machine_of, rows)))  # first seen first
     # one CPU: named in the legend; several: a column marks each row's CPU (ratios do not carry over)
