@@ -57,3 +57,26 @@ def test_pruned_qa_student_trains_finalizes_reloads_and_is_measured(tmp_path):
     rows = benchmark(Candidate("teacher", teacher), [Candidate("pruned", out)], task, seq_len=48, batch_sizes=(1, 2),
                      repeats=1, warmup=1, max_length=48, progress=False)
     assert rows[1].metric_name == "f1" and rows[1].params < rows[0].params
+
+
+def test_depth_then_pruning_then_int8_qa_student_trains_and_is_measured_as_int8_onnx(tmp_path):
+    """FastFormers' stack on a QA head (benchmarks/depth.py's SQuAD rows): every stage distils, the
+    last is deployed as int8 ONNX and measured against the teacher with its F1."""
+    from leanformer.methods.depth import DepthConfig
+    from leanformer.methods.quantization import QuantizationConfig
+    from leanformer.recipe import Recipe, Stage
+    from leanformer.student import distil_recipe
+
+    teacher, task = _qa_teacher_and_data(tmp_path)
+    recipe = Recipe([Stage("depth", DepthConfig(num_layers=1)),
+                     Stage("pruning", BlockPruningConfig.hybrid_filled(block_shape=[8, 8], mask_method="topk", final_sparsity=0.5)),
+                     Stage("quantization", QuantizationConfig(weight_bits=7))])
+    train = TrainConfig(epochs=1, batch_size=8, max_length=48, learning_rate=1e-3, report_to="none", progress=False, save_steps=100)
+    out = distil_recipe(teacher, recipe, task, tmp_path / "student", train=train)
+
+    assert [s["method"] for s in leanformer.recipe_of(leanformer.load(out))] == ["depth", "pruning", "quantization"]
+    assert 0 <= teacher_metrics(out)["metrics"]["test"]["f1"] <= 100
+    rows = benchmark(Candidate("teacher", teacher), [Candidate("stacked", out)], task, seq_len=48, batch_sizes=(1, 2),
+                     repeats=1, warmup=1, max_length=48, progress=False)
+    assert rows[1].metric_name == "f1" and rows[1].extra["runtime"] == "onnxruntime int8"
+    assert rows[1].bytes < rows[0].bytes / 3  # one of two layers, int8 weights
