@@ -26,7 +26,9 @@ from leanformer.api import load_tokenizer
 from leanformer.benchmark import Candidate
 from leanformer.data import TaskConfig
 from leanformer.evaluation import evaluate_model
+from leanformer.distill.config import GeneralDistillationConfig
 from leanformer.methods.depth import DepthConfig
+from leanformer.methods.kronecker import KroneckerConfig
 from leanformer.methods.pruning import BlockPruningConfig
 from leanformer.methods.quantization import QuantizationConfig
 from leanformer.recipe import Recipe, Stage
@@ -38,6 +40,7 @@ from baselines import write_baselines  # noqa: E402
 from common import (  # noqa: E402
     add_budget_arguments, command_line, measure_students, record_rows, reuse_finished_prefix, run_dir, stage_costs, student_budget,
 )
+from kronecker import STAGE1_LR, STAGE2_LR  # noqa: E402
 from pruning import SCHEDULE, _teacher  # noqa: E402  (same teachers and pruning schedule as benchmarks/pruning.md)
 
 HERE = Path(__file__).parent
@@ -60,6 +63,12 @@ def _variants(train: TrainConfig) -> dict[str, list[Stage]]:
     int8 = Stage("quantization", QuantizationConfig(), train=qat)
     # 7-bit weights: exact on every x86 CPU and on the u8·s8 kernels (methods/quantization/README.md)
     int8_7w = Stage("quantization", QuantizationConfig(weight_bits=7), train=qat)
+    # KroneckerBERT as benchmarks/kronecker.md's best 8× student (capacity shapes, stage 1 on general
+    # text), with stage 1 cut to 16,000 passages × 1 epoch and its learning rates
+    kronecker8 = Stage("kronecker", KroneckerConfig(target_compression=8.0, search_objective="capacity"),
+                       train=TrainConfig(**{**train.to_dict(), "learning_rate": STAGE2_LR}),
+                       general=GeneralDistillationConfig(pretrained="minilm", corpus="general_en", corpus_samples=16000),
+                       general_train=TrainConfig(epochs=1.0, batch_size=32, max_length=64, learning_rate=STAGE1_LR, report_to="none", logging_steps=50))
     return {
         "4 layers": [four],
         "3 layers": [three],
@@ -68,8 +77,11 @@ def _variants(train: TrainConfig) -> dict[str, list[Stage]]:
         "3 layers → hybrid_filled λ10 → int8": [three, prune, int8],
         "3 layers → hybrid_filled λ10 → int8 (7-bit weights)": [three, prune, int8_7w],
         "4 layers → hybrid_filled λ10 → int8 (7-bit weights)": [four, prune, int8_7w],
-        # the comparison the pruning table owes: pruning alone, same budget, same teacher, same run
+        # the comparisons the other tables owe: each method alone, same budget, same teacher, same run
+        # (and, on SST-2, the same out-of-distribution evaluation)
         "hybrid_filled λ10 (6 layers)": [prune],
+        "int8 (7-bit weights, 6 layers)": [int8_7w],
+        "KroneckerBERT 8× (capacity; stage 1: 16,000 general_en passages)": [kronecker8],
     }
 
 
