@@ -64,7 +64,7 @@ def speed_pairs(students: list[BenchmarkRow], layer_dropped: list[BenchmarkRow])
     for s in students:
         same = [b for b in layer_dropped if (b.task, machine_of(b), budget(b)) == (s.task, machine_of(s), budget(s))
                 and _ratio(b, "latency_b32_ms") and _ratio(s, "latency_b32_ms")]
-        pairs += [(s, b) for b in _neighbours(s, same, "latency_b32_ms")] if same else []
+        pairs += [(s, b) for b in _neighbours(s, same, "latency_b32_ms")]
     return pairs
 
 
@@ -73,8 +73,8 @@ def size_pairs(students: list[BenchmarkRow], layer_dropped: list[BenchmarkRow]) 
     (depth → pruning → int8 is the smallest model a layer-dropped start leads to)."""
     pairs = []
     for s in students:
-        for kind in ("depth", "depth+"):  # plain fewer layers; the smallest compositions on top of them
-            same = [b for b in layer_dropped if b.task == s.task and (b.method == kind or kind.endswith("+") and b.method.startswith(kind))]
+        mine = [b for b in layer_dropped if b.task == s.task]
+        for same in ([b for b in mine if b.method == "depth"], [b for b in mine if b.method.startswith("depth+")]):
             if same:
                 pairs.append((s, min(same, key=lambda b: abs(_ratio(b, "bytes") / _ratio(s, "bytes") - 1))))
     return pairs
