@@ -1,7 +1,7 @@
 """Fewer layers on MiniLM-L6 (6 layers): 4, 3 and 2 kept layers, and depth under the other methods.
 
     .venv/bin/python benchmarks/depth.py [--tasks glue/sst2 glue/mrpc squad_v1] [--variants ...] [--repeats 10]
-        [--train_samples 8000 --epochs 2]   # another budget: rows tagged
+        [--train_samples 8000 --epochs 2] [--score_lr 0.2]   # another budget / score rate: rows tagged
 
 Each student is distilled from the cached teacher of benchmarks/teacher.py (SQuAD's: benchmarks/
 pruning.py) with the method's own losses (TinyBERT's: embeddings, hidden states and attention
@@ -57,10 +57,10 @@ STUDENT_TRAIN = {
 QAT = TrainConfig(epochs=1.0, learning_rate=2e-5)  # the int8 stage: short, small steps (as recipes/fullyqt8.yaml)
 
 
-def _variants(train: TrainConfig) -> dict[str, list[Stage]]:
+def _variants(train: TrainConfig, score_lr: float = SCHEDULE["score_learning_rate"]) -> dict[str, list[Stage]]:
     qat = TrainConfig(**{**train.to_dict(), "epochs": QAT.epochs, "learning_rate": QAT.learning_rate})
     three, four = Stage("depth", DepthConfig(num_layers=3)), Stage("depth", DepthConfig(num_layers=4))
-    prune = Stage("pruning", BlockPruningConfig.hybrid_filled(final_lambda=10.0, **SCHEDULE))
+    prune = Stage("pruning", BlockPruningConfig.hybrid_filled(final_lambda=10.0, **{**SCHEDULE, "score_learning_rate": score_lr}))
     int8 = Stage("quantization", QuantizationConfig(), train=qat)
     # 7-bit weights: exact on every x86 CPU and on the u8·s8 kernels (methods/quantization/README.md)
     int8_7w = Stage("quantization", QuantizationConfig(weight_bits=7), train=qat)
@@ -77,6 +77,7 @@ def _variants(train: TrainConfig) -> dict[str, list[Stage]]:
         "3 layers → hybrid_filled λ10": [three, prune],
         "3 layers → hybrid_filled λ10 → int8": [three, prune, int8],
         "3 layers → hybrid_filled λ10 → int8 (7-bit weights)": [three, prune, int8_7w],
+        "4 layers → hybrid_filled λ10": [four, prune],
         "4 layers → hybrid_filled λ10 → int8 (7-bit weights)": [four, prune, int8_7w],
         # the comparisons the other tables owe: each method alone, same budget, same teacher, same run
         # (and, on SST-2, the same out-of-distribution evaluation)
@@ -106,18 +107,23 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(STUDENT_TRAIN))
     parser.add_argument("--variants", nargs="+", default=None, help="row labels to run (default: all)")
     add_budget_arguments(parser)
+    parser.add_argument("--score_lr", type=float, default=SCHEDULE["score_learning_rate"],
+                        help="learning rate of the mask scores (tags the rows that prune): short schedules need a larger one to prune as far")
     args = parser.parse_args()
     command = command_line()
 
     for name in args.tasks:
         teacher_path = _teacher(name)
         settings, budget = student_budget(STUDENT_TRAIN[name], args.train_samples, args.epochs)
-        tag = f" [{budget}]" if budget else ""
+        score_tag = [f"score lr {args.score_lr:g}"] if args.score_lr != SCHEDULE["score_learning_rate"] else []
         task = TaskConfig(task=name, max_train_samples=settings.pop("max_train_samples", None)).load(seed=0)
         train = TrainConfig(**{"max_length": 128, "batch_size": 32, "learning_rate": args.lr, "report_to": "none", "logging_steps": 50, **settings})
-        variants = _variants(train)
+        variants = _variants(train, args.score_lr)
         students, finished = [], {}
         for label in args.variants or list(variants):
+            # as pruning.py tags its rows: "4 layers → hybrid_filled λ10 [2500×2, score lr 0.2]"
+            tags = [budget] * bool(budget) + score_tag * any(s.method == "pruning" for s in variants[label])
+            tag = f" [{', '.join(tags)}]" if tags else ""
             out = run_dir(RUNS, name, label + tag)
             if not (out / "leanformer_metrics.json").is_file():
                 print(f"== {name}: {label}{tag}", flush=True)
