@@ -25,9 +25,12 @@ def _ratio(row: BenchmarkRow, field: str) -> float | None:
 
 
 def budget(row: BenchmarkRow) -> str:
-    """The budget tag of a row's label ("3 layers [16000×2]" -> "16000×2"; "" for the default)."""
+    """The training budget in a row's label ("3 layers [16000×2]" -> "16000×2"; "" for the default).
+    Other tags are the method's settings, not the budget: "hybrid_filled λ10 [2500×1, score lr 0.2]"
+    -> "2500×1", "hybrid_filled λ10 [score lr 0.2]" -> ""."""
     tag = re.search(r"\[([^\]]*)\]\s*$", row.model)
-    return tag.group(1) if tag else ""
+    first = tag.group(1).split(",")[0].strip() if tag else ""
+    return first if "×" in first else ""
 
 
 def _metric(row: BenchmarkRow) -> str:

@@ -39,6 +39,14 @@ def test_a_pruned_student_meets_the_layer_dropped_students_that_bracket_its_spee
     assert "| 2.50× / 2.50× |" in table and "| 4.00× / 4.00× |" in table
 
 
+def test_a_method_setting_in_a_label_is_not_a_budget_so_pruning_with_its_score_rate_still_meets_its_depth_rows():
+    (pruned,) = student("hybrid_filled λ10 (6 layers) [2500×1, score lr 0.2]", "pruning", 86.0, b32_ms=40)
+    (dropped,) = student("3 layers [2500×1]", "depth", 86.5, b32_ms=50)
+    (other_budget,) = student("3 layers [2500×2]", "depth", 86.5, b32_ms=45)
+    assert [b.model for _, b in baselines.speed_pairs([pruned], [dropped, other_budget])] == ["3 layers [2500×1]"]
+    assert [baselines.budget(r) for r in student("p [score lr 0.2]", "pruning", 1, b32_ms=1) + student("p", "pruning", 1, b32_ms=1)] == ["", ""]
+
+
 def test_the_verdict_names_a_winner_only_when_it_is_both_more_accurate_and_faster():
     (pruned,) = student("p", "pruning", 86.0, b32_ms=25)  # 4×
     (dropped,) = student("2 layers", "depth", 80.0, b32_ms=35)
