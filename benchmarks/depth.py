@@ -41,7 +41,7 @@ from common import (  # noqa: E402
     add_budget_arguments, command_line, measure_students, record_rows, reuse_finished_prefix, run_dir, stage_costs, student_budget,
 )
 from kronecker import STAGE1_LR, STAGE2_LR  # noqa: E402
-from pruning import SCHEDULE, _teacher  # noqa: E402  (same teachers and pruning schedule as benchmarks/pruning.md)
+from pruning import SCHEDULE, _teacher, add_score_lr_argument, score_lr_tags  # noqa: E402  (same teachers and pruning schedule as benchmarks/pruning.md)
 
 HERE = Path(__file__).parent
 RUNS = Path("runs/bench/depth")
@@ -107,22 +107,22 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(STUDENT_TRAIN))
     parser.add_argument("--variants", nargs="+", default=None, help="row labels to run (default: all)")
     add_budget_arguments(parser)
-    parser.add_argument("--score_lr", type=float, default=SCHEDULE["score_learning_rate"],
-                        help="learning rate of the mask scores (tags the rows that prune): short schedules need a larger one to prune as far")
+    add_score_lr_argument(parser)  # tags only the rows that prune
     args = parser.parse_args()
     command = command_line()
 
     for name in args.tasks:
         teacher_path = _teacher(name)
         settings, budget = student_budget(STUDENT_TRAIN[name], args.train_samples, args.epochs)
-        score_tag = [f"score lr {args.score_lr:g}"] if args.score_lr != SCHEDULE["score_learning_rate"] else []
         task = TaskConfig(task=name, max_train_samples=settings.pop("max_train_samples", None)).load(seed=0)
         train = TrainConfig(**{"max_length": 128, "batch_size": 32, "learning_rate": args.lr, "report_to": "none", "logging_steps": 50, **settings})
         variants = _variants(train, args.score_lr)
         students, finished = [], {}
         for label in args.variants or list(variants):
             # as pruning.py tags its rows: "4 layers → hybrid_filled λ10 [2500×2, score lr 0.2]"
-            tags = [budget] * bool(budget) + score_tag * any(s.method == "pruning" for s in variants[label])
+            tags = [budget] if budget else []
+            if any(stage.method == "pruning" for stage in variants[label]):
+                tags += score_lr_tags(args.score_lr)
             tag = f" [{', '.join(tags)}]" if tags else ""
             out = run_dir(RUNS, name, label + tag)
             if not (out / "leanformer_metrics.json").is_file():

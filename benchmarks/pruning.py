@@ -68,6 +68,16 @@ VARIANTS = {
 DEFAULT_VARIANTS = ["hybrid_filled λ5", "hybrid_filled λ10", "hybrid_filled λ20", "struct λ10"]
 
 
+def add_score_lr_argument(parser) -> None:
+    parser.add_argument("--score_lr", type=float, default=SCHEDULE["score_learning_rate"],
+                        help="learning rate of the mask scores (a non-default rate is part of the row label): shorter schedules need a larger one to prune as far")
+
+
+def score_lr_tags(score_lr: float) -> list[str]:
+    """The label tag of a non-default score rate (["score lr 0.2"]; [] for the default)."""
+    return [f"score lr {score_lr:g}"] if score_lr != SCHEDULE["score_learning_rate"] else []
+
+
 def _teacher(name: str) -> Path:
     if name == "squad_v1":
         return finetune(FinetuneConfig(model="minilm"), TaskConfig(task=name), TrainConfig(report_to="none", logging_steps=50, **SQUAD_TEACHER))
@@ -79,8 +89,7 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(STUDENT_TRAIN))
     parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
     add_budget_arguments(parser)
-    parser.add_argument("--score_lr", type=float, default=SCHEDULE["score_learning_rate"],
-                        help="learning rate of the mask scores (a non-default rate is part of the row label): shorter schedules need a larger one to prune as far")
+    add_score_lr_argument(parser)
     args = parser.parse_args()
     command = command_line()
 
@@ -91,8 +100,7 @@ def main() -> None:
         teacher_path = _teacher(name)
         settings, budget = student_budget(STUDENT_TRAIN[name], args.train_samples, args.epochs)
         tags = [budget] if budget else []
-        if args.score_lr != SCHEDULE["score_learning_rate"]:
-            tags.append(f"score lr {args.score_lr:g}")
+        tags += score_lr_tags(args.score_lr)
         tag = f" [{', '.join(tags)}]" if tags else ""  # "hybrid_filled λ10 [24000×1, score lr 0.2]"
         task = TaskConfig(task=name, max_train_samples=settings.pop("max_train_samples", None)).load(seed=0)
         train = TrainConfig(**{"max_length": 128, "batch_size": 32, "learning_rate": args.lr, "report_to": "none", "logging_steps": 50, **settings})
