@@ -10,7 +10,7 @@ from pathlib import Path
 
 from leanformer.benchmark import Candidate, benchmark
 from leanformer.distill.general import GENERAL_RECORD_FILE
-from leanformer.measure import BenchmarkRow, machine_of, read_results, render_benchmark, write_results
+from leanformer.measure import BenchmarkRow, merge_results, read_results, render_benchmark, write_results
 from leanformer.student import METRICS_FILE, TRAINING_LOG_FILE, stage_output
 from leanformer.teacher import teacher_metrics
 
@@ -104,14 +104,10 @@ def measure_students(teacher_path: Path, students: list[tuple[Candidate, dict]],
 
 
 def record_rows(measured: list[BenchmarkRow], out_json: Path, markdown: Path, *, title: str, command: str) -> None:
-    """Replace the rows of the same (model, task, machine) in `out_json`, keep the others, re-render
-    `markdown`: a run on another CPU adds its rows beside the first CPU's, never over them."""
-    def key(r: BenchmarkRow) -> tuple:
-        return r.model, r.task, machine_of(r)
-
-    rows = {key(r): r for r in read_results(out_json)} if out_json.exists() else {}
-    rows.update({key(r): r for r in measured})
-    write_results(list(rows.values()), out_json)
+    """Merge a run's rows into `out_json` (`merge_results`: a newer measurement replaces a model's row on
+    its task and CPU, a run on another CPU adds its rows beside the first's, each run keeps its teacher
+    row) and re-render `markdown`."""
+    write_results(merge_results(read_results(out_json) if out_json.exists() else [], measured), out_json)
     render_benchmark(out_json, markdown, title=title, command=command)
 
 

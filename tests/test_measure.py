@@ -20,6 +20,7 @@ from leanformer.measure import (
     linear_parameters,
     markdown_table,
     measure_latency,
+    merge_results,
     read_results,
     render_benchmark,
     total_parameters,
@@ -377,6 +378,48 @@ def test_render_benchmark_keeps_a_tasks_rows_together_when_a_later_run_adds_to_i
     render_benchmark(tmp_path / "results.json", tmp_path / "README.md", title="t", command="c")
     models = [line.split(" | ")[0].lstrip("| ") for line in (tmp_path / "README.md").read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert models == [teacher.model, student.model, "later student", "mrpc teacher"]
+
+
+def _run(command: str, teacher_b32_ms: float, *students: str, cpu: str = "AMD EPYC") -> list[BenchmarkRow]:
+    """One run's rows: its teacher, then students each timed at half the teacher's batch-32 time."""
+    timed = dict(command=command, task="sst2", teacher_latency_b32_ms=teacher_b32_ms, extra={"cpu": cpu})
+    return [BenchmarkRow(model="teacher", method="teacher", latency_b32_ms=teacher_b32_ms, **timed),
+            *(BenchmarkRow(model=s, method="depth", latency_b32_ms=teacher_b32_ms / 2, **timed) for s in students)]
+
+
+def test_merge_results_keeps_each_runs_teacher_beside_the_rows_it_timed():
+    first = _run("bench --variants a b", 800.0, "a", "b")
+    second = _run("bench --variants b c", 600.0, "b", "c")  # a faster machine day: the teacher too
+    merged = merge_results(first, second)
+    # b is replaced by its newer measurement; a keeps the teacher it was divided by
+    assert [(r.model, r.command) for r in merged] == [
+        ("teacher", first[0].command), ("a", first[0].command), ("b", second[0].command),
+        ("teacher", second[0].command), ("c", second[0].command)]
+    # measuring the same rows again replaces the run's teacher row with the new one, never adds a second
+    again = _run("bench --variants b c", 650.0, "b", "c")
+    assert [r.latency_b32_ms for r in merge_results(merged, again) if r.model == "teacher"] == [800.0, 650.0]
+    # a run whose rows were all measured again by another run loses its teacher row
+    assert [(r.model, r.command) for r in merge_results(merged, _run("bench", 700.0, "a"))] == [
+        ("a", "bench"), ("b", second[0].command), ("teacher", second[0].command), ("c", second[0].command),
+        ("teacher", "bench")]
+    # another CPU's run stays beside, teacher and all
+    assert len(merge_results(merged, _run("bench --variants a b", 300.0, "a", "b", cpu="Intel Xeon"))) == len(merged) + 3
+
+
+def test_render_benchmark_puts_each_runs_teacher_above_its_rows(tmp_path):
+    merged = merge_results(_run("bench --variants a b", 800.0, "a", "b"), _run("bench --variants b c", 600.0, "b", "c"))
+    write_results(merged, tmp_path / "results.json")
+    render_benchmark(tmp_path / "results.json", tmp_path / "README.md", title="t", command="c")
+    header, *table = [line.split(" | ") for line in (tmp_path / "README.md").read_text().splitlines() if line.startswith("| ")]
+    b32_ms, speedup = header.index("b32 ms"), header.index("Speedup b32")
+    assert [cells[0].lstrip("| ") for cells in table] == ["teacher", "a", "teacher", "b", "c"]
+    assert "shows each run's teacher row above that run's rows" in (tmp_path / "README.md").read_text()
+    # every row's speed-up is the time of the teacher row above it divided by its own
+    teacher_ms = None
+    for cells in table:
+        if cells[0] == "| teacher":
+            teacher_ms = float(cells[b32_ms])
+        assert cells[speedup] == f"{teacher_ms / float(cells[b32_ms]):.2f}×"
 
 
 def test_render_benchmark_names_the_cpu_of_every_row(tmp_path):

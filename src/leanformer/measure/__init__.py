@@ -5,7 +5,7 @@ Each submodule's docstring states its counting rules:
 - `flops`: `flops_per_token`
 - `latency`: `measure_latency`, `compare_latency`, `latency_of_model`, `time_call_ms`, `dummy_inputs`, `cpu_name`,
   `cpu_flags`, `int8_path`, `device_name`
-- `results`: `BenchmarkRow`, `write_results`, `read_results`, `markdown_table`, `render_benchmark`
+- `results`: `BenchmarkRow`, `write_results`, `read_results`, `merge_results`, `markdown_table`, `render_benchmark`
 """
 
 from .flops import attention_matmul_flops, flops_per_token
@@ -35,8 +35,10 @@ from .results import (
     BenchmarkRow,
     machine_of,
     markdown_table,
+    merge_results,
     read_results,
     render_benchmark,
+    run_of,
     write_results,
 )
 
@@ -60,9 +62,11 @@ __all__ = [
     "linear_parameters",
     "machine_of",
     "markdown_table",
+    "merge_results",
     "measure_latency",
     "read_results",
     "render_benchmark",
+    "run_of",
     "time_call_ms",
     "total_parameters",
     "weight_files",

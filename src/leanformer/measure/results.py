@@ -15,6 +15,9 @@ Rules:
 - Rows record the CPU they were measured on (`extra["cpu"]`, by `benchmark`) and the GPU when the
   model ran on one (`extra["device"]`, which then names the row's machine); the legend names it,
   and when a file holds rows of several machines a last column marks each row's (A, B, ...).
+- A run (one command on one machine) measures its teacher beside its students; the file keeps one
+  teacher row per run (`merge_results`) and the table shows it above that run's rows, so the
+  absolute times of every row can be read against the teacher they were divided by.
 """
 
 from __future__ import annotations
@@ -80,6 +83,26 @@ def read_results(path: str | Path) -> list[BenchmarkRow]:
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON list of benchmark rows, got {type(data).__name__}")
     return [BenchmarkRow.from_dict(item) for item in data]
+
+
+def run_of(row: BenchmarkRow) -> tuple[str | None, str]:
+    """The run that measured a row: its command on its machine."""
+    return row.command, machine_of(row)
+
+
+def merge_results(recorded: Iterable[BenchmarkRow], measured: Iterable[BenchmarkRow]) -> list[BenchmarkRow]:
+    """`recorded` rows updated by one run's `measured` rows. A model's row on a (task, machine) is
+    replaced by its newer measurement; a row of another machine stays beside it. Teacher rows are
+    kept one per run, because each student's ratios are against the teacher timed in its own run;
+    an older run's teacher row goes once none of that run's rows is left."""
+    def key(r: BenchmarkRow) -> tuple:
+        return r.model, r.task, machine_of(r), run_of(r) if r.method == TEACHER_METHOD else None
+
+    measured = list(measured)
+    rows = {key(r): r for r in recorded}
+    rows.update({key(r): r for r in measured})
+    runs_with_rows = {(r.task, run_of(r)) for r in rows.values() if r.method != TEACHER_METHOD} | {(r.task, run_of(r)) for r in measured}
+    return [r for r in rows.values() if (r.task, run_of(r)) in runs_with_rows]
 
 
 def _write_text_atomically(path: Path, text: str) -> None:
@@ -206,16 +229,21 @@ def render_benchmark(results_json_path: str | Path, markdown_path: str | Path, *
 
     Rows measured by different runs keep their own command: every distinct one is listed (first
     seen first), so the header never claims one command produced rows that another run measured.
-    Rows are grouped by task (first seen first), in the order they were recorded within a task.
+    Rows are grouped by task, then by the run that measured them (first seen first), the run's teacher
+    first, the others in the order they were recorded.
     """
     rows = read_results(results_json_path)
     tasks = list(dict.fromkeys(r.task for r in rows))  # a task's rows stay together, also those a later run added
-    rows = sorted(rows, key=lambda r: tasks.index(r.task))
+    runs = list(dict.fromkeys((r.task, run_of(r)) for r in rows))
+    rows = sorted(rows, key=lambda r: (tasks.index(r.task), runs.index((r.task, run_of(r))), r.method != TEACHER_METHOD))
     commands = list(dict.fromkeys(r.command for r in rows if r.command)) or [command]
     cpus = list(dict.fromkeys(map(machine_of, rows)))  # first seen first
     # one CPU: named in the legend; several: a column marks each row's CPU (ratios do not carry over)
     marks = {name: chr(ord("A") + i) for i, name in enumerate(cpus)} if len(cpus) > 1 else None
     cpu_legend = "; ".join(f"{marks[name]}: {name}" if marks else name for name in cpus)
+    teachers = [r.task for r in rows if r.method == TEACHER_METHOD]
+    several_runs = (" A task measured by several runs shows each run's teacher row above that run's rows: the times they were divided by."
+                    if len(teachers) > len(set(teachers)) else "")
     text = "\n".join(
         [
             f"# {title}",
@@ -227,7 +255,7 @@ def render_benchmark(results_json_path: str | Path, markdown_path: str | Path, *
             markdown_table(rows, cpu_marks=marks),
             "Generated from `" + Path(results_json_path).name + "`; do not edit by hand. "
             "Ratios are teacher ÷ model, measured in the same run (larger is better); "
-            "Δ is metric − teacher metric; MB = 10^6 bytes.",
+            "Δ is metric − teacher metric; MB = 10^6 bytes." + several_runs,
             f"CPU (a row's ratios hold for its CPU only): {cpu_legend}.",
             "",
         ]
