@@ -11,6 +11,7 @@ FLOPs do not depend on the CPU; the budget is in each label).
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 from leanformer.measure import BenchmarkRow, machine_of, read_results
@@ -31,6 +32,21 @@ def budget(row: BenchmarkRow) -> str:
     tag = re.search(r"\[([^\]]*)\]\s*$", row.model)
     first = tag.group(1).split(",")[0].strip() if tag else ""
     return first if "×" in first else ""
+
+
+def same_budget(a: BenchmarkRow, b: BenchmarkRow) -> bool:
+    """Trained at the same budget: the same budget tag, or both untagged by one benchmark script (an
+    untagged row has its benchmark's default, and defaults differ: SST-2 is 8,000 × 3 in pruning.py,
+    all × 2 in depth.py)."""
+    if budget(a) != budget(b):
+        return False
+    return bool(budget(a)) or (_script(a) is not None and _script(a) == _script(b))
+
+
+def _script(row: BenchmarkRow) -> str | None:
+    """The benchmark that measured a row ("python benchmarks/depth.py --tasks ..." -> "depth.py")."""
+    words = shlex.split(row.command or "")
+    return Path(words[1]).name if len(words) > 1 else None
 
 
 def _metric(row: BenchmarkRow) -> str:
@@ -65,7 +81,7 @@ def speed_pairs(students: list[BenchmarkRow], layer_dropped: list[BenchmarkRow])
     batch-32 speed-up (measured on that CPU, each against the teacher of its own run)."""
     pairs = []
     for s in students:
-        same = [b for b in layer_dropped if (b.task, machine_of(b), budget(b)) == (s.task, machine_of(s), budget(s))
+        same = [b for b in layer_dropped if (b.task, machine_of(b)) == (s.task, machine_of(s)) and same_budget(b, s)
                 and _ratio(b, "latency_b32_ms") and _ratio(s, "latency_b32_ms")]
         pairs += [(s, b) for b in _neighbours(s, same, "latency_b32_ms")]
     return pairs
@@ -73,11 +89,13 @@ def speed_pairs(students: list[BenchmarkRow], layer_dropped: list[BenchmarkRow])
 
 def size_pairs(students: list[BenchmarkRow], layer_dropped: list[BenchmarkRow]) -> list[tuple[BenchmarkRow, BenchmarkRow]]:
     """Each student with the layer-dropped student of its task closest in size, alone and composed
-    (depth → pruning → int8 is the smallest model a layer-dropped start leads to)."""
+    (depth → pruning → int8 is the smallest model a layer-dropped start leads to), of its budget
+    where one was trained at it."""
     pairs = []
     for s in students:
         mine = [b for b in layer_dropped if b.task == s.task]
         for same in ([b for b in mine if b.method == "depth"], [b for b in mine if b.method.startswith("depth+")]):
+            same = [b for b in same if same_budget(b, s)] or same
             if same:
                 pairs.append((s, min(same, key=lambda b: abs(_ratio(b, "bytes") / _ratio(s, "bytes") - 1))))
     return pairs
@@ -123,7 +141,8 @@ def pruning_baseline(results: Path = HERE / "results") -> str:
 
 def kronecker_baseline(results: Path = HERE / "results") -> str:
     depth = read_results(results / "depth.json")
-    students = _best_per_task_and_size([r for r in read_results(results / "kronecker.json") if r.method == "kronecker"])
+    # depth.py also trains a Kronecker student at its own budget, beside its layer-dropped ones
+    students = _best_per_task_and_size([r for r in [*read_results(results / "kronecker.json"), *depth] if r.method == "kronecker"])
     pairs = size_pairs(students, [r for r in depth if r.method.startswith("depth")])
     return (f"{HEADING}\n\nThe most accurate Kronecker student of each task and size beside the layer-dropped student of "
             "benchmarks/depth.md closest in size, alone and under pruning → int8 (no layer-dropped student comes near a "

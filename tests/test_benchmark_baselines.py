@@ -16,9 +16,9 @@ spec.loader.exec_module(baselines)
 EPYC = dict(cpu="AMD EPYC", cpu_flags=["avx2", "avx512_vnni"])
 
 
-def student(model, method, metric, *, b32_ms, size=100, task="glue/sst2", cpu=EPYC):
+def student(model, method, metric, *, b32_ms, size=100, task="glue/sst2", cpu=EPYC, command="python benchmarks/depth.py"):
     """A row against a teacher of metric 88, 100 ms at b32 (and b1), 100 bytes, 100 FLOPs."""
-    return BenchmarkRow(model=model, method=method, task=task, metric_name="accuracy", metric=metric, teacher_metric=88.0,
+    return BenchmarkRow(model=model, method=method, task=task, metric_name="accuracy", metric=metric, teacher_metric=88.0, command=command,
                         bytes=size, teacher_bytes=100, latency_b1_ms=b32_ms, teacher_latency_b1_ms=100.0,
                         latency_b32_ms=b32_ms, teacher_latency_b32_ms=100.0, flops_per_token=50, teacher_flops_per_token=100,
                         extra=dict(cpu)),
@@ -47,6 +47,17 @@ def test_a_method_setting_in_a_label_is_not_a_budget_so_pruning_with_its_score_r
     assert [baselines.budget(r) for r in student("p [score lr 0.2]", "pruning", 1, b32_ms=1) + student("p", "pruning", 1, b32_ms=1)] == ["", ""]
 
 
+def test_untagged_rows_of_two_benchmarks_are_not_one_budget():
+    # pruning.py's SST-2 default is 8,000 sentences × 3 epochs, depth.py's all of them × 2: no pair
+    (pruned,) = student("hybrid_filled λ10", "pruning", 86.0, b32_ms=40, command="python benchmarks/pruning.py --tasks glue/sst2")
+    (dropped,) = student("3 layers", "depth", 86.5, b32_ms=50, command="python benchmarks/depth.py --tasks glue/sst2")
+    (same_run,) = student("hybrid_filled λ10 (6 layers)", "pruning", 86.0, b32_ms=40, command="python benchmarks/depth.py --tasks glue/sst2")
+    assert baselines.speed_pairs([pruned], [dropped]) == []
+    assert [b.model for _, b in baselines.speed_pairs([same_run], [dropped])] == ["3 layers"]
+    assert baselines.same_budget(*student("a [16000×2]", "pruning", 1, b32_ms=1, command="python benchmarks/pruning.py"),
+                                 *student("b [16000×2]", "depth", 1, b32_ms=1))
+
+
 def test_the_verdict_names_a_winner_only_when_it_is_both_more_accurate_and_faster():
     (pruned,) = student("p", "pruning", 86.0, b32_ms=25)  # 4×
     (dropped,) = student("2 layers", "depth", 80.0, b32_ms=35)
@@ -65,6 +76,15 @@ def test_a_kronecker_student_meets_the_closest_layer_dropped_students_in_size_al
     assert [b.model for _, b in pairs] == ["2 layers", "3 layers → prune → int8"]
     table = baselines.size_section("Kronecker", pairs)
     assert "| 8.00× | 2.00× |" in table and "Kronecker: more accurate and smaller" in table
+
+
+def test_a_kronecker_student_trained_at_a_layer_dropped_budget_meets_the_students_of_that_budget():
+    (kron,) = student("kron8x [16000×2]", "kronecker", 86.0, b32_ms=80, size=12.5)
+    rows = [student(*args, b32_ms=50, size=size)[0] for *args, size in (
+        ("2 layers", "depth", 84.0, 60), ("2 layers [16000×2]", "depth", 83.0, 69),
+        ("4 layers → prune → int8", "depth+pruning+quantization", 85.0, 12.5))]
+    # the same budget wins over a closer size; a group without that budget keeps the closest of any
+    assert [b.model for _, b in baselines.size_pairs([kron], rows)] == ["2 layers [16000×2]", "4 layers → prune → int8"]
 
 
 def test_the_committed_sections_are_what_the_committed_results_generate(tmp_path):
