@@ -38,7 +38,6 @@ from .results import (
     merge_results,
     read_results,
     render_benchmark,
-    run_of,
     write_results,
 )
 
@@ -66,7 +65,6 @@ __all__ = [
     "measure_latency",
     "read_results",
     "render_benchmark",
-    "run_of",
     "time_call_ms",
     "total_parameters",
     "weight_files",
