@@ -73,8 +73,9 @@ def _variants(train: TrainConfig, score_lr: float = SCHEDULE["score_learning_rat
     # The 16000×2 rows' pruning and int8 stages (1,000 pruning steps, a refine of 511 (a quarter epoch), 500 QAT steps)
     # after a 4-layer student distilled on the whole split: on the whole split these stages would take
     # 6,129 + 2,043 steps, about 3 hours on 2 cores; the step counts are in the label.
-    prune_1000 = Stage("pruning", BlockPruningConfig.hybrid_filled(final_lambda=10.0, refine_epochs=0.25, **{**SCHEDULE, "score_learning_rate": score_lr}),
-                       train=TrainConfig(**{**train.to_dict(), "max_steps": 1000}))
+    def prune_1000(final_lambda: float) -> Stage:
+        return Stage("pruning", BlockPruningConfig.hybrid_filled(final_lambda=final_lambda, refine_epochs=0.25, **{**SCHEDULE, "score_learning_rate": score_lr}),
+                     train=TrainConfig(**{**train.to_dict(), "max_steps": 1000}))
     int8_7w_500 = Stage("quantization", QuantizationConfig(weight_bits=7), train=TrainConfig(**{**qat.to_dict(), "max_steps": 500}))
     return {
         "4 layers": [four],
@@ -85,8 +86,10 @@ def _variants(train: TrainConfig, score_lr: float = SCHEDULE["score_learning_rat
         "3 layers → hybrid_filled λ10 → int8 (7-bit weights)": [three, prune, int8_7w],
         "4 layers → hybrid_filled λ10": [four, prune],
         "4 layers → hybrid_filled λ10 → int8 (7-bit weights)": [four, prune, int8_7w],
-        "4 layers → hybrid_filled λ10 (1,000 + 511 steps)": [four, prune_1000],
-        "4 layers → hybrid_filled λ10 (1,000 + 511 steps) → int8 (7-bit weights, 500 steps)": [four, prune_1000, int8_7w_500],
+        "4 layers → hybrid_filled λ10 (1,000 + 511 steps)": [four, prune_1000(10.0)],
+        "4 layers → hybrid_filled λ10 (1,000 + 511 steps) → int8 (7-bit weights, 500 steps)": [four, prune_1000(10.0), int8_7w_500],
+        "4 layers → hybrid_filled λ5 (1,000 + 511 steps)": [four, prune_1000(5.0)],
+        "4 layers → hybrid_filled λ5 (1,000 + 511 steps) → int8 (7-bit weights, 500 steps)": [four, prune_1000(5.0), int8_7w_500],
         # the comparisons the other tables owe: each method alone, same budget, same teacher, same run
         # (and, on SST-2, the same out-of-distribution evaluation)
         "hybrid_filled λ10 (6 layers)": [prune],
