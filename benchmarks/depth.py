@@ -70,9 +70,10 @@ def _variants(train: TrainConfig, score_lr: float = SCHEDULE["score_learning_rat
                        train=TrainConfig(**{**train.to_dict(), "learning_rate": STAGE2_LR}),
                        general=GeneralDistillationConfig(pretrained="minilm", corpus="general_en", corpus_samples=16000),
                        general_train=TrainConfig(epochs=1.0, batch_size=32, max_length=64, learning_rate=STAGE1_LR, report_to="none", logging_steps=50))
-    # The 16000×2 rows' pruning and int8 stages (1,000 pruning steps, a refine of 511 (a quarter epoch), 500 QAT steps)
-    # after a 4-layer student distilled on the whole split: on the whole split these stages would take
-    # 6,129 + 2,043 steps, about 3 hours on 2 cores; the step counts are in the label.
+    # SST-2 rows: a 4-layer student distilled on the whole split, then the 16000×2 rows' pruning and
+    # int8 step counts (1,000 pruning steps, a 511-step refine: a quarter epoch; 500 QAT steps) where the
+    # whole split would take 6,129 + 2,043 steps (with the 4-layer stage, more than a 3-hour session
+    # on 2 cores). The labels give SST-2's step counts.
     def prune_1000(final_lambda: float) -> Stage:
         return Stage("pruning", BlockPruningConfig.hybrid_filled(final_lambda=final_lambda, refine_epochs=0.25, **{**SCHEDULE, "score_learning_rate": score_lr}),
                      train=TrainConfig(**{**train.to_dict(), "max_steps": 1000}))
