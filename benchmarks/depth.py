@@ -89,6 +89,7 @@ def _variants(train: TrainConfig, score_lr: float = SCHEDULE["score_learning_rat
         "4 layers → hybrid_filled λ10 → int8 (7-bit weights)": [four, prune, int8_7w],
         "4 layers → hybrid_filled λ10 (1,000 + 511 steps)": [four, prune_1000(10.0)],
         "4 layers → hybrid_filled λ10 (1,000 + 511 steps) → int8 (7-bit weights, 500 steps)": [four, prune_1000(10.0), int8_7w_500],
+        "4 layers → int8 (7-bit weights, 500 steps)": [four, int8_7w_500],
         "4 layers → hybrid_filled λ5 (1,000 + 511 steps)": [four, prune_1000(5.0)],
         "4 layers → hybrid_filled λ5 (1,000 + 511 steps) → int8 (7-bit weights, 500 steps)": [four, prune_1000(5.0), int8_7w_500],
         # the comparisons the other tables owe: each method alone, same budget, same teacher, same run
