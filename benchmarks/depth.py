@@ -74,9 +74,12 @@ def _variants(train: TrainConfig, score_lr: float = SCHEDULE["score_learning_rat
     # int8 step counts (1,000 pruning steps, a 511-step refine: a quarter epoch; 500 QAT steps) where the
     # whole split would take 6,129 + 2,043 steps (with the 4-layer stage, more than a 3-hour session
     # on 2 cores). The labels give SST-2's step counts.
-    def prune_1000(final_lambda: float) -> Stage:
-        return Stage("pruning", BlockPruningConfig.hybrid_filled(final_lambda=final_lambda, refine_epochs=0.25, **{**SCHEDULE, "score_learning_rate": score_lr}),
-                     train=TrainConfig(**{**train.to_dict(), "max_steps": 1000}))
+    def prune_steps(final_lambda: float, steps: int = 1000, refine_epochs: float = 0.25) -> Stage:
+        return Stage("pruning", BlockPruningConfig.hybrid_filled(final_lambda=final_lambda, refine_epochs=refine_epochs, **{**SCHEDULE, "score_learning_rate": score_lr}),
+                     train=TrainConfig(**{**train.to_dict(), "max_steps": steps}))
+    # λ3 over 3× the steps: about λ5's short-schedule density (the regularisation acts longer) with
+    # three times the steps to recover, the try for ≤ 1 point at ≥ 10× after int8
+    gentle = prune_steps(3.0, steps=3000, refine_epochs=0.5)
     int8_7w_500 = Stage("quantization", QuantizationConfig(weight_bits=7), train=TrainConfig(**{**qat.to_dict(), "max_steps": 500}))
     return {
         "4 layers": [four],
@@ -87,11 +90,13 @@ def _variants(train: TrainConfig, score_lr: float = SCHEDULE["score_learning_rat
         "3 layers → hybrid_filled λ10 → int8 (7-bit weights)": [three, prune, int8_7w],
         "4 layers → hybrid_filled λ10": [four, prune],
         "4 layers → hybrid_filled λ10 → int8 (7-bit weights)": [four, prune, int8_7w],
-        "4 layers → hybrid_filled λ10 (1,000 + 511 steps)": [four, prune_1000(10.0)],
-        "4 layers → hybrid_filled λ10 (1,000 + 511 steps) → int8 (7-bit weights, 500 steps)": [four, prune_1000(10.0), int8_7w_500],
+        "4 layers → hybrid_filled λ10 (1,000 + 511 steps)": [four, prune_steps(10.0)],
+        "4 layers → hybrid_filled λ10 (1,000 + 511 steps) → int8 (7-bit weights, 500 steps)": [four, prune_steps(10.0), int8_7w_500],
         "4 layers → int8 (7-bit weights, 500 steps)": [four, int8_7w_500],
-        "4 layers → hybrid_filled λ5 (1,000 + 511 steps)": [four, prune_1000(5.0)],
-        "4 layers → hybrid_filled λ5 (1,000 + 511 steps) → int8 (7-bit weights, 500 steps)": [four, prune_1000(5.0), int8_7w_500],
+        "4 layers → hybrid_filled λ3 (3,000 + 1,022 steps)": [four, gentle],
+        "4 layers → hybrid_filled λ3 (3,000 + 1,022 steps) → int8 (7-bit weights, 500 steps)": [four, gentle, int8_7w_500],
+        "4 layers → hybrid_filled λ5 (1,000 + 511 steps)": [four, prune_steps(5.0)],
+        "4 layers → hybrid_filled λ5 (1,000 + 511 steps) → int8 (7-bit weights, 500 steps)": [four, prune_steps(5.0), int8_7w_500],
         # the comparisons the other tables owe: each method alone, same budget, same teacher, same run
         # (and, on SST-2, the same out-of-distribution evaluation)
         "hybrid_filled λ10 (6 layers)": [prune],
