@@ -1,6 +1,7 @@
 """Recipes: every shipped preset parses, validates and round-trips; multi-stage recipes compose
 methods end to end and the result loads exactly; bad recipes are one clear error."""
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from leanformer.cli import main
 from leanformer.errors import ConfigError
 from leanformer.recipe import STAGE_KEYS, Recipe
 from leanformer.registry import method_by_name
+from leanformer.training import TrainConfig
 from tiny_models import tiny_inputs, tiny_model, write_tiny_task
 
 RECIPES = sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml"))
@@ -32,6 +34,21 @@ def test_recipe_parses_validates_and_round_trips(path):
         assert stage.config == config_class.from_dict(data["config"])
         assert config_class.from_yaml(stage.config.to_yaml()) == stage.config
     assert path.read_text().startswith("# "), "each preset starts with its one-line description"
+
+
+def test_the_depth4_gentle_preset_is_the_benchmarked_recipe():
+    """recipes/depth4_gentle_prune_int8.yaml claims benchmarks/depth.md's SST-2 row: same stages, same training."""
+    spec = importlib.util.spec_from_file_location("depth_benchmark", Path(__file__).parents[1] / "benchmarks" / "depth.py")
+    depth = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(depth)
+    # depth.py's SST-2 training (its --lr default, its STUDENT_TRAIN epochs)
+    train = TrainConfig(max_length=128, batch_size=32, learning_rate=1e-4, epochs=depth.STUDENT_TRAIN["glue/sst2"]["epochs"])
+    benchmarked = depth._variants(train)["4 layers → hybrid_filled λ1.5 (3,000 + 1,022 steps) → int8 (7-bit weights, 500 steps)"]
+    shipped = Recipe.from_yaml(Path(__file__).parents[1] / "recipes" / "depth4_gentle_prune_int8.yaml").stages
+    assert [s.method for s in shipped] == [s.method for s in benchmarked]
+    for ours, theirs in zip(shipped, benchmarked):
+        assert ours.config == theirs.config
+        assert ours.train.to_dict() == (theirs.train or train).to_dict()
 
 
 def test_the_presets_ship():
