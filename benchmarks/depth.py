@@ -97,6 +97,8 @@ def _variants(train: TrainConfig, score_lr: float = SCHEDULE["score_learning_rat
         "4 layers → int8 (7-bit weights, 500 steps)": [four, int8_7w_500],
         "4 layers → hybrid_filled λ3 (3,000 + 1,022 steps)": [four, gentle(3.0)],
         "4 layers → hybrid_filled λ3 (3,000 + 1,022 steps) → int8 (7-bit weights, 500 steps)": [four, gentle(3.0), int8_7w_500],
+        "4 layers → hybrid_filled λ4 (3,000 + 1,022 steps)": [four, gentle(4.0)],
+        "4 layers → hybrid_filled λ4 (3,000 + 1,022 steps) → int8 (7-bit weights, 500 steps)": [four, gentle(4.0), int8_7w_500],
         "4 layers → hybrid_filled λ5 (3,000 + 1,022 steps)": [four, gentle(5.0)],
         "4 layers → hybrid_filled λ5 (3,000 + 1,022 steps) → int8 (7-bit weights, 500 steps)": [four, gentle(5.0), int8_7w_500],
         "4 layers → hybrid_filled λ1.5 (3,000 + 1,022 steps)": [four, gentle(1.5)],
