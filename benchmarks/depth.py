@@ -79,7 +79,7 @@ def _variants(train: TrainConfig, score_lr: float = SCHEDULE["score_learning_rat
                      train=TrainConfig(**{**train.to_dict(), "max_steps": steps}))
     # 3× the pruning steps: the density falls with λ × the steps it acts (λ3 over 3,000 steps ends at
     # λ10-over-1,000's density, 0.13; λ1.5 aims at λ5's, 0.23) and the longer schedule has more steps
-    # to recover: the tries for ≤ 1 point at ≥ 10× after int8
+    # to recover: the tries for ≤ 1 point at ≥ 10× and ≤ 2 points at ≥ 20× after int8
     def gentle(final_lambda: float) -> Stage:
         return prune_steps(final_lambda, steps=3000, refine_epochs=0.5)
     int8_7w_500 = Stage("quantization", QuantizationConfig(weight_bits=7), train=TrainConfig(**{**qat.to_dict(), "max_steps": 500}))
